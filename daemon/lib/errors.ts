@@ -1,0 +1,55 @@
+// Typed domain errors with stable machine codes. Only api/errors.ts turns them into HTTP;
+// domain code throws these for expected failures and plain Error only for bugs.
+
+export const ERROR_CODES = {
+  // request shape
+  MALFORMED_JSON: 'bad request body: not valid JSON',
+  VALIDATION_FAILED: 'the request does not match the API schema',
+  BODY_TOO_LARGE: 'the request body exceeds the limit',
+  UNSUPPORTED_MEDIA_TYPE: 'the request body has an unsupported content type',
+  NOT_FOUND: 'no such resource',
+  ROUTE_NOT_FOUND: 'no such route',
+  METHOD_NOT_ALLOWED: 'method not allowed on this route',
+  UNAUTHENTICATED: 'a valid bearer token is required',
+  // state
+  CONFLICT: 'the request conflicts with the current state',
+  PRECONDITION_FAILED: 'the resource changed (If-Match did not match)',
+  // dependencies
+  LIBVIRT_UNAVAILABLE: 'libvirt is not reachable over D-Bus',
+  LIBVIRT_ERROR: 'libvirt reported an error',
+  DOMAIN_NOT_FOUND: 'no such libvirt domain',
+  HOST_ERROR: 'a host operation failed',
+  CONFIG_INVALID: 'the configuration is invalid',
+  INTERNAL: 'internal error',
+} as const;
+
+export type ErrorCode = keyof typeof ERROR_CODES;
+
+export interface ErrorIssue {
+  /** JSON pointer into the offending document, e.g. "/body/memory". */
+  pointer: string;
+  reason: string;
+}
+
+export class AppError extends Error {
+  readonly code: ErrorCode;
+  readonly issues: ErrorIssue[] | undefined;
+  readonly extra: Record<string, unknown> | undefined;
+
+  constructor(code: ErrorCode, message?: string, opts: { issues?: ErrorIssue[]; extra?: Record<string, unknown>; cause?: unknown } = {}) {
+    super(message ?? ERROR_CODES[code], opts.cause === undefined ? undefined : { cause: opts.cause });
+    this.name = 'AppError';
+    this.code = code;
+    this.issues = opts.issues;
+    this.extra = opts.extra;
+  }
+}
+
+export function isAppError(e: unknown, code?: ErrorCode): e is AppError {
+  return e instanceof AppError && (code === undefined || e.code === code);
+}
+
+/** Message of anything thrown, for logs. */
+export function errorMessage(e: unknown): string {
+  return e instanceof Error ? e.message : String(e);
+}
