@@ -21,6 +21,7 @@ export const ERROR_CODES = {
   HOST_ERROR: 'a host operation failed',
   CONFIG_INVALID: 'the configuration is invalid',
   INTERNAL: 'internal error',
+  RESPONSE_INVALID: 'the daemon produced a response that does not match the API schema',
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;
