@@ -159,7 +159,8 @@ const scratch = new Uint8Array(MAX_UDP_PAYLOAD);
 
 /**
  * Encodes `msg` into at most `maxSize` octets (the client's maximum DHCP message size). Options go in
- * map order; if they do not fit the options field, file and then sname are used via option 52.
+ * map order; if they do not fit the options field, file and then sname are used via option 52
+ * (then largest first, so the order is no longer the map's).
  * Returns undefined when even that is not enough, so the caller can drop optional options.
  */
 export function encodeDhcp(msg: DhcpMessage, maxSize: number = DHCP_MIN_MAX_SIZE): Uint8Array | undefined {
@@ -219,17 +220,19 @@ function writeInstances(b: Uint8Array, o: number, code: number, v: Uint8Array, f
 }
 
 /**
- * Greedy placement over the options field, then file, then sname (the order a decoder concatenates
- * them in). Each <=255-octet instance goes whole into the first area with room; each used area gets
- * its END. Returns the end of the options field, or -1 if the options do not fit.
+ * Placement over the options field, file and sname (the order a decoder concatenates them in): the
+ * largest options first, each <=255-octet instance into the first area with room that is not before
+ * the area of the option's previous instance, so split options still concatenate in order. Each used
+ * area gets its END. Returns the end of the options field, or -1 if the options do not fit.
  */
 function placeOverloaded(b: Uint8Array, options: Map<number, Uint8Array>, limit: number): number {
-  // [cursor, lastUsableOctet (END slot excluded)] for options field, file, sname.
+  // Cursor and last usable octet (the END slot excluded) for options field, file, sname.
   const cur = [DHCP_FIXED_LEN + 3, FILE_OFF, SNAME_OFF];
   const stop = [limit - 1, COOKIE_OFF - 1, FILE_OFF - 1];
-  let area = 0;
-  for (const [code, v] of options) {
+  const bySize = [...options].sort((x, y) => y[1].length - x[1].length);
+  for (const [code, v] of bySize) {
     const count = v.length === 0 ? 1 : Math.ceil(v.length / 255);
+    let area = 0;
     for (let k = 0; k < count; k++) {
       const from = k * 255;
       const to = Math.min(v.length, from + 255);
@@ -242,7 +245,7 @@ function placeOverloaded(b: Uint8Array, options: Map<number, Uint8Array>, limit:
   b[DHCP_FIXED_LEN] = OPT.OVERLOAD;
   b[DHCP_FIXED_LEN + 1] = 1;
   b[DHCP_FIXED_LEN + 2] = (cur[1] !== FILE_OFF ? 1 : 0) | (cur[2] !== SNAME_OFF ? 2 : 0);
-  // Used overload areas were zeroed with the header only if the message had empty sname/file.
+  // An area that carries options carries nothing else: END, then PAD to its end.
   if (cur[1] !== FILE_OFF) {
     b[cur[1]!] = OPT.END;
     b.fill(0, cur[1]! + 1, COOKIE_OFF);

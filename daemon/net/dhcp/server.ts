@@ -148,8 +148,11 @@ function parseRoute(r: DhcpRouteConfig): ClasslessRoute {
 const TYPE_BYTES: Uint8Array[] = Array.from({ length: 9 }, (_, i) => Uint8Array.of(i));
 const EMPTY_SNAME = new Uint8Array(64);
 const EMPTY_FILE = new Uint8Array(128);
-/** Never dropped to make a reply fit (RFC 2131 table 3 MUSTs, plus what makes the address usable). */
-const ESSENTIAL = new Set<number>([OPT.MESSAGE_TYPE, OPT.SERVER_ID, OPT.LEASE_TIME, OPT.SUBNET_MASK, OPT.ROUTER]);
+/**
+ * Never dropped to make a reply fit: RFC 2131 table 3 MUSTs, what makes the address usable, and the
+ * RFC 6842 client-id echo (at most 257 octets, it always fits the 304 the options field has at least).
+ */
+const ESSENTIAL = new Set<number>([OPT.MESSAGE_TYPE, OPT.SERVER_ID, OPT.LEASE_TIME, OPT.SUBNET_MASK, OPT.ROUTER, OPT.CLIENT_ID]);
 
 export function createDhcpServer(cfg: DhcpServerConfig): DhcpServer {
   const macKey = parseMac(cfg.mac) ?? invalid(`mac '${cfg.mac}' is not a MAC address`);
