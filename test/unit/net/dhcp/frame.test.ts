@@ -86,11 +86,11 @@ describe('parseFrame', () => {
     expect(mutate((b) => (b[14] = 0x4f))).toEqual({ ok: false, reason: 'bad-udp-length' });
     expect(mutate((b) => (b[16] = 0xff))).toEqual({ ok: false, reason: 'bad-ip-header' });
     expect(mutate((b) => ((b[16] = 0), (b[17] = 27)))).toEqual({ ok: false, reason: 'bad-ip-header' });
-    expect(mutate((b) => (b[39] ^= 1))).toEqual({ ok: false, reason: 'bad-udp-length' });
+    expect(mutate((b) => (b[39] = b[39]! ^ 1))).toEqual({ ok: false, reason: 'bad-udp-length' });
   });
 
   it('refuses a bad IP header checksum and fragments', () => {
-    expect(mutate((b) => (b[24] ^= 0xff), false)).toEqual({ ok: false, reason: 'bad-ip-checksum' });
+    expect(mutate((b) => (b[24] = b[24]! ^ 0xff), false)).toEqual({ ok: false, reason: 'bad-ip-checksum' });
     expect(mutate((b) => (b[20] = 0x20))).toEqual({ ok: false, reason: 'fragment' });
     expect(mutate((b) => (b[21] = 1))).toEqual({ ok: false, reason: 'fragment' });
   });
@@ -100,7 +100,7 @@ describe('parseFrame', () => {
     padded.set(good);
     expect(parseFrame(padded).ok).toBe(true);
     const partial = Uint8Array.from(good);
-    partial[41] ^= 0x55;
+    partial[41] = partial[41]! ^ 0x55;
     expect(parseFrame(partial).ok).toBe(true);
     expect(parseFrame(partial, { verifyUdpChecksum: true })).toEqual({ ok: false, reason: 'bad-udp-checksum' });
   });
