@@ -29,8 +29,8 @@ export interface ParamSpec {
 export interface RequestInput {
   path: Record<string, unknown>;
   query: Record<string, unknown>;
-  /** undefined when the request had no body. */
-  body: unknown;
+  /** undefined when the request had no body; `value` is the parsed JSON (unread for operations without a body). */
+  body: { value: unknown } | undefined;
 }
 
 export interface ApiOperation {
@@ -43,6 +43,8 @@ export interface ApiOperation {
   routerPath: string;
   pathParams: ParamSpec[];
   queryParams: ParamSpec[];
+  /** `security: []` in the spec: callable without a token on every transport. */
+  public: boolean;
   /** Present when the operation takes a JSON body. */
   body: { required: boolean; schema: JsonObject } | undefined;
   /** Validates (and coerces path/query strings in place); returns every issue, empty when valid. */
@@ -170,6 +172,7 @@ function compileOperation(
     routerPath: path.replace(/\{([^}]+)\}/g, ':$1'),
     pathParams,
     queryParams,
+    public: Array.isArray(op.security) && op.security.length === 0,
     body,
     validateRequest(input) {
       const issues: ErrorIssue[] = [];
@@ -179,7 +182,7 @@ function compileOperation(
         if (body?.required) issues.push({ pointer: '/body', reason: 'a JSON request body is required' });
       } else if (!bodyValidator) {
         issues.push({ pointer: '/body', reason: 'this operation takes no request body' });
-      } else if (!bodyValidator(input.body)) {
+      } else if (!bodyValidator(input.body.value)) {
         issues.push(...toIssues('/body', bodyValidator.errors, 'property'));
       }
       return issues;
