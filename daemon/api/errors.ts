@@ -48,7 +48,7 @@ export function hasHttpStatus(code: ErrorCode): boolean {
 const kebab = (code: string) => code.toLowerCase().replace(/_/g, '-');
 
 /** Request paths go into `instance` only when they are plainly a URI reference. */
-const SAFE_PATH = /^\/[A-Za-z0-9\-._~%!$&'()*+,;=:@/]*$/;
+const SAFE_PATH = /^\/(?:[A-Za-z0-9\-._~!$&'()*+,;=:@/]|%[0-9A-Fa-f]{2})*$/;
 
 export interface ProblemResponse {
   status: number;

@@ -278,9 +278,18 @@ export interface components {
             /** @description What was found, and what to do about a warn or fail. */
             message: string;
         };
-        /** @description Lowercase letters, digits and inner dashes; unique per node. */
+        /**
+         * @description Lowercase letters, digits and inner dashes; unique per node.
+         * @example ci-runner
+         */
         TokenName: string;
-        /** @description A new API token. */
+        /**
+         * @description A new API token.
+         * @example {
+         *       "name": "ci-runner",
+         *       "description": "the CI pipeline"
+         *     }
+         */
         TokenCreate: {
             name: components["schemas"]["TokenName"];
             /** @description Free text, e.g. who or what uses the token. */

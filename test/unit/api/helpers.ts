@@ -104,9 +104,15 @@ export function send(
   target: { port: number } | { socketPath: string },
   req: { method?: string; path: string; headers?: Record<string, string | number>; body?: string | Buffer },
 ): Promise<Res> {
+  const headers: Record<string, string | number> = { ...req.headers };
+  const names = Object.keys(headers).map((k) => k.toLowerCase());
+  // Node frames GET/DELETE bodies only when told to; without a length the body would read as a second request.
+  if (req.body !== undefined && !names.includes('content-length') && !names.includes('transfer-encoding')) {
+    headers['content-length'] = Buffer.byteLength(req.body);
+  }
   return new Promise((resolve, reject) => {
     const r = httpRequest(
-      { ...target, host: '127.0.0.1', method: req.method ?? 'GET', path: req.path, headers: req.headers, agent: false },
+      { ...target, host: '127.0.0.1', method: req.method ?? 'GET', path: req.path, headers, agent: false },
       (res) => {
         const chunks: Buffer[] = [];
         res.on('data', (c: Buffer) => chunks.push(c));
