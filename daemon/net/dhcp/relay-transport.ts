@@ -86,7 +86,8 @@ export function createRelayTransport(opts: RelayTransportOptions): RelayTranspor
   return {
     start() {
       if (socket !== undefined) return Promise.reject(new Error('relay transport already started'));
-      const sock = createSocket({ type: 'udp4', reuseAddr: true });
+      // No SO_REUSEADDR: sharing port 67 with another DHCP server (say a libvirt dnsmasq) must fail loudly.
+      const sock = createSocket({ type: 'udp4' });
       socket = sock;
       sock.on('message', (data) => {
         try {
