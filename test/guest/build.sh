@@ -32,7 +32,7 @@ fi
 if [ -z "$kver" ] || [ ! -e "/boot/vmlinuz-$kver" ]; then
 	kver=$(find /boot -maxdepth 1 -name 'vmlinuz-*' -printf '%f\n' 2>/dev/null | sed 's/^vmlinuz-//' | sort -V | tail -n 1)
 fi
-[ -n "$kver" ] && [ -e "/boot/vmlinuz-$kver" ] || die "no kernel in /boot: apt-get install linux-image-amd64"
+if [ -z "$kver" ] || [ ! -e "/boot/vmlinuz-$kver" ]; then die "no kernel in /boot: apt-get install linux-image-amd64"; fi
 [ -d "/lib/modules/$kver" ] || die "/lib/modules/$kver missing (kernel package incomplete?)"
 vmlinuz=/boot/vmlinuz-$kver
 
