@@ -33,11 +33,11 @@ window.addEventListener('load', function () {
 });
 `;
 
-const PAGE = (title: string) => `<!DOCTYPE html>
+const PAGE = (title: string, version: string) => `<!DOCTYPE html>
 <html lang="en">
   <head>
     <meta charset="utf-8">
-    <title>${title} API reference</title>
+    <title>${title} API reference (nodevirtd ${version})</title>
     <link rel="stylesheet" href="/docs/assets/swagger-ui.css">
     <link rel="icon" type="image/png" href="/docs/assets/favicon-32x32.png">
   </head>
@@ -62,7 +62,7 @@ function swaggerUiDir(): string {
   return dirname(createRequire(import.meta.url).resolve('swagger-ui-dist'));
 }
 
-export function docsRoutes(deps: { spec: ApiSpec }): Pick<Handlers, 'openapiGet' | 'docsGet' | 'docsAssetGet'> {
+export function docsRoutes(deps: { spec: ApiSpec; version: string }): Pick<Handlers, 'openapiGet' | 'docsGet' | 'docsAssetGet'> {
   const cache = new Map<string, Buffer>();
   const title = String((deps.spec.document.info as { title?: unknown } | undefined)?.title ?? 'API');
 
@@ -84,7 +84,7 @@ export function docsRoutes(deps: { spec: ApiSpec }): Pick<Handlers, 'openapiGet'
     async docsGet() {
       return {
         status: 200,
-        body: PAGE(title),
+        body: PAGE(escapeHtml(title), escapeHtml(deps.version)),
         type: 'text/html',
         headers: { 'Content-Security-Policy': DOCS_CSP, 'X-Content-Type-Options': 'nosniff' },
       };
@@ -101,4 +101,8 @@ export function docsRoutes(deps: { spec: ApiSpec }): Pick<Handlers, 'openapiGet'
       };
     },
   };
+}
+
+function escapeHtml(s: string): string {
+  return s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 }

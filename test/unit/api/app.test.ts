@@ -72,6 +72,7 @@ describe('endpoints', () => {
     expect(res.status).toBe(200);
     expect(res.headers['content-type']).toMatch(/^text\/html/);
     expect(res.headers['content-security-policy']).toContain("default-src 'self'");
+    expect(res.text).toContain('<title>nodevirt API reference (nodevirtd 0.1.0-test)</title>');
     const refs = [...res.text.matchAll(/(?:src|href)="([^"]+)"/g)].map((m) => m[1]!);
     expect(refs.length).toBeGreaterThanOrEqual(3);
     for (const ref of refs) {
