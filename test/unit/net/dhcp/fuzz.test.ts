@@ -1,6 +1,6 @@
 // Property and fuzz tests (fast-check): hostile datagrams and frames through decode -> respond never
 // throw, every reply we build decodes and is valid, and encode/decode round-trips are stable.
-// Together the properties below run over 1e5 cases.
+// Together the properties below run about 1.2e5 cases (~9 s).
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { parseMac, readMac } from '../../../../daemon/net/dhcp/addr.js';
@@ -149,7 +149,7 @@ function checkReply(req: DhcpMessage, reply: DhcpReply): void {
 }
 
 describe('hostile datagrams through decode -> respond', () => {
-  it('never throw, never error, and every reply is a valid DHCP reply (65k cases)', () => {
+  it('never throw, never error, and every reply is a valid DHCP reply (70k cases)', () => {
     const server = fuzzServer();
     let replies = 0;
     fc.assert(
@@ -168,7 +168,7 @@ describe('hostile datagrams through decode -> respond', () => {
         }
         server.handleDatagram(b);
       }),
-      { numRuns: 65_000 },
+      { numRuns: 70_000 },
     );
     expect(server.stats().errors).toBe(0);
     // The generator must reach the answering paths, or the property says little.
@@ -232,6 +232,12 @@ describe('hostile frames through the packet transport step', () => {
   });
 });
 
+/** Header fields as one comparable string (typed-array deep equality is slow at 1e4 cases). */
+function headerKey(h: Omit<DhcpMessage, 'options'>): string {
+  const hexOf = (a: Uint8Array) => Buffer.from(a.buffer, a.byteOffset, a.length).toString('hex');
+  return [h.op, h.htype, h.hlen, h.hops, h.xid, h.secs, h.flags, h.ciaddr, h.yiaddr, h.siaddr, h.giaddr, hexOf(h.chaddr), hexOf(h.sname), hexOf(h.file)].join('|');
+}
+
 /** Options as one comparable string; sorted by code unless the order itself is under test. */
 function optionsKey(o: Map<number, Uint8Array>, sorted = true): string {
   const entries = [...o];
@@ -287,7 +293,7 @@ const validMessage = fc
   }));
 
 describe('round trips', () => {
-  it('decode(encode(m)) has the same fields and options, and re-encoding is byte-stable (15k cases)', () => {
+  it('decode(encode(m)) has the same fields and options, and re-encoding is byte-stable (20k cases)', () => {
     fc.assert(
       fc.property(validMessage, ({ msg, limit }) => {
         const once = encodeDhcp(msg, limit);
@@ -296,12 +302,12 @@ describe('round trips', () => {
         const back = decodeOk(once);
         const { options: o1, ...h1 } = back;
         const { options: o0, ...h0 } = msg;
-        expect(h1).toEqual(h0);
+        expect(headerKey(h1)).toBe(headerKey(h0));
         // Plain comparisons: deep-equality helpers on typed arrays would dominate the run time.
         expect(optionsKey(o1)).toBe(optionsKey(o0));
         expect(Buffer.from(encodeDhcp(back, limit)!).equals(once)).toBe(true);
       }),
-      { numRuns: 15_000 },
+      { numRuns: 20_000 },
     );
   });
 
