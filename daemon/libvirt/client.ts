@@ -206,7 +206,7 @@ class DbusLibvirtClient extends EventEmitter implements LibvirtClient {
     this.busReady = false;
     const lost = (why: string) => (err?: unknown) => this.onBusLost(gen, why, err);
     bus.on('error', lost('bus error'));
-    busStream(bus)?.on('close', lost('bus connection closed'));
+    busStream(bus)?.on('close', () => this.onBusLost(gen, 'bus connection closed'));
     bus.on('message', (msg: Message) => this.onMessage(gen, msg));
     await new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => reject(unavailable(`no answer from the system bus at ${this.busAddress}`)), HELLO_TIMEOUT_MS);
