@@ -5,6 +5,7 @@
 #   bash systemd/setup.sh                   set up and build only
 #   bash systemd/setup.sh --start [ARGS]    ... then run the daemon (foreground, or via systemd if PID 1)
 #   bash systemd/setup.sh --for-tests       ... plus test packages and the test guest; never starts the daemon
+#   bash systemd/setup.sh --host-only       packages, users, directories and the libvirt stack; no build
 #   bash systemd/setup.sh --render-unit     print nodevirtd.service as it would be installed (no root needed)
 set -euo pipefail
 
@@ -13,10 +14,12 @@ here=$repo/systemd
 
 start=0
 for_tests=0
+host_only=0
 while [ $# -gt 0 ]; do
 	case "$1" in
 	--start) start=1; shift ;;
 	--for-tests) for_tests=1; shift ;;
+	--host-only) host_only=1; shift ;;
 	--render-unit)
 		node_bin=$(command -v node || echo /usr/bin/node)
 		sed -e "s#/opt/nodevirt#$repo#g" -e "s#/usr/bin/node #$node_bin #" "$here/nodevirtd.service"
@@ -26,8 +29,8 @@ while [ $# -gt 0 ]; do
 	*) break ;; # the rest belongs to the daemon (--start)
 	esac
 done
-if [ $start = 1 ] && [ $for_tests = 1 ]; then
-	echo "setup: --start and --for-tests exclude each other" >&2
+if [ $((start + for_tests + host_only)) -gt 1 ]; then
+	echo "setup: --start, --for-tests and --host-only exclude each other" >&2
 	exit 2
 fi
 
@@ -159,8 +162,10 @@ libvirt_dbus_ok() {
 # Whether anyone owns org.libvirt, without activating it.
 libvirt_dbus_owner_pid() {
 	timeout 5 dbus-send --system --print-reply=literal --dest=org.freedesktop.DBus /org/freedesktop/DBus \
-		org.freedesktop.DBus.GetConnectionUnixProcessID string:org.libvirt 2>/dev/null | awk '{ print $2 }'
+		org.freedesktop.DBus.GetConnectionUnixProcessID string:org.libvirt 2>/dev/null | awk '{ print $2 }' || true
 }
+
+libvirt_dbus_owned() { [ -n "$(libvirt_dbus_owner_pid)" ]; }
 
 pid_alive() { # pid_alive PIDFILE COMM
 	local pid
@@ -184,7 +189,7 @@ start_stack_without_systemd() {
 		dbus-uuidgen --ensure
 		install -d -m 0755 /run/dbus
 		rm -f /run/dbus/pid # stale: dbus-daemon refuses to start over it
-		dbus-daemon --system --fork
+		dbus-daemon --system --fork || die "dbus-daemon --system --fork failed (see its messages above)"
 		wait_for 10 dbus_ok || die "dbus-daemon --system does not answer ListNames (see its messages above)"
 	fi
 
@@ -192,7 +197,7 @@ start_stack_without_systemd() {
 	if ! pid_alive /run/virtlogd.pid virtlogd; then
 		say "starting virtlogd"
 		rm -f /run/virtlogd.pid
-		virtlogd -d
+		virtlogd -d || die "virtlogd -d failed; see /var/log/libvirt/virtlogd.log"
 		wait_for 10 test -S /run/libvirt/virtlogd-sock ||
 			die "virtlogd did not create /run/libvirt/virtlogd-sock; see /var/log/libvirt/virtlogd.log"
 	fi
@@ -207,7 +212,7 @@ start_stack_without_systemd() {
 		fi
 		say "starting libvirtd"
 		rm -f /run/libvirtd.pid
-		libvirtd -d
+		libvirtd -d || die "libvirtd -d failed; see /var/log/libvirt/libvirtd.log"
 		wait_for 30 libvirtd_ok ||
 			die "libvirtd does not answer 'virsh -c qemu:///system version'; see /var/log/libvirt/libvirtd.log"
 	fi
@@ -226,6 +231,10 @@ start_stack_without_systemd() {
 	fi
 	say "starting libvirt-dbus --system (log /var/log/nodevirt/libvirt-dbus.log)"
 	setsid -f libvirt-dbus --system </dev/null >>/var/log/nodevirt/libvirt-dbus.log 2>&1
+	# Probe only once it owns the name: a call to an unowned org.libvirt would make dbus-daemon activate
+	# Debian's copy (user libvirtdbus) next to ours.
+	wait_for 15 libvirt_dbus_owned ||
+		die "libvirt-dbus did not claim org.libvirt on the system bus; see /var/log/nodevirt/libvirt-dbus.log"
 	wait_for 15 libvirt_dbus_ok ||
 		die "libvirt-dbus does not answer org.libvirt.Connect.LibVersion; see /var/log/nodevirt/libvirt-dbus.log"
 }
@@ -307,9 +316,9 @@ if has_systemd; then
 else
 	start_stack_without_systemd
 fi
-build
-if [ $for_tests = 1 ]; then
-	bash "$repo/test/guest/build.sh"
+if [ $host_only = 0 ]; then
+	build
+	[ $for_tests = 1 ] && bash "$repo/test/guest/build.sh"
 fi
 say "done in $((($(date +%s%N) - t0) / 1000000)) ms"
 
