@@ -82,7 +82,8 @@ export function tsType(s: Sig): string {
 }
 
 function wrap(t: string): string {
-  return /^[A-Za-z]+$/.test(t) || t.startsWith('[') ? t : `(${t})`;
+  // Only unions would need parentheses before []; keep simple names, arrays, tuples and Records bare.
+  return /^[A-Za-z]+(\[\])*$/.test(t) || t.startsWith('[') || t.startsWith('Record<') ? t : `(${t})`;
 }
 
 function sigType(sig: string): string {

@@ -91,7 +91,7 @@ export interface DomainMethods {
   /** See https://libvirt.org/html/libvirt-libvirt-domain.html#virDomainGetTime */
   GetTime(flags: number): Promise<[bigint, number]>;
   /** See https://libvirt.org/html/libvirt-libvirt-domain.html#virDomainGetVcpuPinInfo */
-  GetVcpuPinInfo(flags: number): Promise<(boolean[])[]>;
+  GetVcpuPinInfo(flags: number): Promise<boolean[][]>;
   /** See https://libvirt.org/html/libvirt-libvirt-domain.html#virDomainGetVcpusFlags */
   GetVcpus(flags: number): Promise<number>;
   /** See https://libvirt.org/html/libvirt-libvirt-domain.html#virDomainGetXMLDesc */
