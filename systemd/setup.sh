@@ -287,7 +287,8 @@ build() {
 			# Use the installed node's headers: only the npm registry is reachable, not nodejs.org.
 			local nodedir_opt=()
 			[ -f /usr/include/node/node_api.h ] && nodedir_opt=(--nodedir=/usr)
-			npx --no-install node-gyp rebuild --directory=native "${nodedir_opt[@]}" >&2 || die "native build failed"
+			# Through the package script: npm puts its bundled node-gyp on PATH there (npx would need the network).
+			npm run --silent build:native -- "${nodedir_opt[@]}" >&2 || die "native build failed (npm run build:native)"
 		fi
 	fi
 
