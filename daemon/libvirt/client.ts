@@ -214,10 +214,13 @@ class DbusLibvirtClient extends EventEmitter implements LibvirtClient {
         clearTimeout(timer);
         reject(unavailable(`cannot connect to the system bus at ${this.busAddress}: ${errorMessage(err)}`, err));
       };
+      const closed = (): void => fail(new Error('connection closed during the handshake'));
       bus.once('error', fail);
+      busStream(bus)?.once('close', closed);
       bus.once('connect', () => {
         clearTimeout(timer);
         bus.off('error', fail);
+        busStream(bus)?.off('close', closed);
         resolve();
       });
     }).catch((e: unknown) => {
@@ -373,7 +376,7 @@ class DbusLibvirtClient extends EventEmitter implements LibvirtClient {
     try {
       const reply = await this.send(SERVICE, path, iface, member, signature, body);
       // A call that works while we think libvirt is down: re-probe now instead of waiting for the backoff.
-      if (!this.isConnected && this.running) void this.attempt();
+      if (!this.isConnected && this.running && !this.attempting) void this.attempt();
       return reply;
     } catch (e) {
       const err = translateError(e, member);
