@@ -240,9 +240,12 @@ start_stack_without_systemd() {
 }
 
 start_stack_with_systemd() {
+	systemctl is-active --quiet dbus.service || systemctl start dbus.service >&2 || die "cannot start dbus; see: journalctl -u dbus"
+	# Debian starts libvirtd (and virtlogd) on demand through their sockets and lets an idle libvirtd exit,
+	# so "enabled, and the sockets listening" is the steady state, not "libvirtd.service active".
 	local u
-	for u in dbus.service virtlogd.socket virtlogd.service libvirtd.service; do
-		if ! systemctl is-active --quiet "$u" || ! systemctl is-enabled --quiet "$u" 2>/dev/null; then
+	for u in virtlogd.socket libvirtd.socket libvirtd.service; do
+		if ! systemctl is-enabled --quiet "$u" 2>/dev/null || { [ "${u%.socket}" != "$u" ] && ! systemctl is-active --quiet "$u"; }; then
 			say "systemctl enable --now $u"
 			systemctl enable --now "$u" >&2 || die "cannot start $u; see: journalctl -u $u"
 		fi
