@@ -60,6 +60,8 @@ export async function expectAppError(p: Promise<unknown>, code: ErrorCode, messa
 
 /** Removes every domain this process created with the test prefix; best effort, for afterAll. */
 export async function cleanupTestDomains(client: LibvirtClient, names: Iterable<string>): Promise<void> {
+  // Another suite may be restarting libvirt right now; give the client a moment to come back first.
+  await client.waitForConnection(15_000).catch(() => undefined);
   for (const name of names) {
     if (!name.startsWith(TEST_DOMAIN_PREFIX)) continue;
     const info = await client.lookupDomain(name).catch(() => undefined);
