@@ -65,6 +65,10 @@ export function loadNative(): Addon {
 
 // ---- taps ----------------------------------------------------------------------------------------
 
+/**
+ * Mind the kernel's rule: a tap with neither owner nor group can be attached to by ANY local user
+ * (and its traffic read). Pass at least `owner` (0 when only libvirtd, running as root, opens it).
+ */
 export interface TapOptions {
   /** uid allowed to open the tap besides root (TUNSETOWNER), e.g. libvirt-qemu's. */
   owner?: number;

@@ -161,8 +161,15 @@ static void on_poll(uv_poll_t *h, int status, int events) {
     if (napi_open_handle_scope(env, &scope) != napi_ok) return;
     bool go_on = false;
     if (status < 0) {
-      // libuv reports errors as negative errno on Unix.
-      (void)deliver(ps, nv_errno_error(env, -status, "uv_poll", NULL), NULL, 0, 0, 0);
+      // libuv answers a pending socket error (POLLERR, e.g. ENETDOWN when the link goes down) with
+      // UV_EBADF and stops the handle. Report the real error, which reading SO_ERROR also clears,
+      // and poll again: a packet socket resumes when its link comes back up.
+      int soerr = 0;
+      socklen_t len = sizeof soerr;
+      int e = getsockopt(ps->fd, SOL_SOCKET, SO_ERROR, &soerr, &len) == 0 && soerr != 0 ? soerr : -status;
+      (void)deliver(ps, nv_errno_error(env, e, "recvfrom", NULL), NULL, 0, 0, 0);
+      int uverr = ps->open ? uv_poll_start(&ps->poll, UV_READABLE, on_poll) : 0;
+      if (uverr != 0) (void)deliver(ps, nv_errno_error(env, -uverr, "uv_poll_start", NULL), NULL, 0, 0, 0);
     } else {
       struct sockaddr_ll from;
       socklen_t fromlen = sizeof from;
