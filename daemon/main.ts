@@ -1,0 +1,162 @@
+#!/usr/bin/env node
+// Composition root: config -> adapters -> services -> API -> READY. Also dispatches the small admin CLI,
+// which talks to a running daemon over its socket and never opens the store itself.
+import { readFileSync } from 'node:fs';
+import http from 'node:http';
+import { createApp } from './api/app.js';
+import { loadApiSpec } from './api/openapi.js';
+import { startServers } from './api/server.js';
+import { createTokenService, type StoredToken } from './auth/token-service.js';
+import { runCli, USAGE } from './cli/cli.js';
+import { loadConfig, type Config } from './config/config.js';
+import { createHostProbe } from './host/host-probe.js';
+import { createNotifier } from './host/notify.js';
+import { createLibvirtClient } from './libvirt/client.js';
+import { errorMessage, isAppError } from './lib/errors.js';
+import { createLogger, type Logger } from './lib/logger.js';
+import { createNodeService } from './node/node-service.js';
+import { createStore } from './store/store.js';
+
+const VERSION: string = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+
+/** GET /v1/healthz over the unix socket we just opened: READY=1 means the API really answers. */
+function selfCheck(socketPath: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const req = http.get({ socketPath, path: '/v1/healthz', timeout: 5000 }, (res) => {
+      res.resume();
+      res.on('end', () => (res.statusCode === 200 ? resolve() : reject(new Error(`healthz answered ${res.statusCode}`))));
+    });
+    req.on('timeout', () => req.destroy(new Error('healthz self-check timed out')));
+    req.on('error', reject);
+  });
+}
+
+async function serve(config: Config, configSource: string | null, logger: Logger): Promise<void> {
+  const notifier = createNotifier();
+  logger.info({ version: VERSION, config: configSource ?? 'built-in defaults', stateDir: config.stateDir, pid: process.pid }, 'nodevirtd starting');
+
+  // adapters
+  const store = createStore({ stateDir: config.stateDir });
+  await store.open();
+  const libvirt = createLibvirtClient({
+    logger: logger.child({ component: 'libvirt' }),
+    uri: config.libvirt.uri,
+    ...(config.libvirt.busAddress ? { busAddress: config.libvirt.busAddress } : {}),
+  });
+  libvirt.on('connection', (ev) => {
+    if (ev.connected) logger.info({ uri: config.libvirt.uri }, 'connected to libvirt over D-Bus');
+    else logger.warn({ err: ev.error?.message }, 'libvirt unreachable; retrying with backoff');
+  });
+  libvirt.on('domain', (ev) => logger.info({ domain: ev.name, event: ev.event, detail: ev.detail }, 'domain lifecycle event'));
+  // Resolves after the first attempt either way: a node without libvirt still serves its API and says why.
+  await libvirt.start();
+
+  // services
+  const node = createNodeService({
+    probe: createHostProbe(),
+    libvirt,
+    logger: logger.child({ component: 'node' }),
+    version: VERSION,
+    uri: config.libvirt.uri,
+    configuredVirtType: config.virtType,
+  });
+  const tokens = createTokenService({ tokens: store.sublevel<StoredToken>('tokens') });
+  const virt = await node.virtType();
+  logger.info(virt, `virtualization: ${virt.virtType}`);
+
+  // transport
+  const spec = await loadApiSpec();
+  const app = createApp({ logger, spec, node, tokens, version: VERSION });
+  const servers = await startServers({
+    app,
+    logger,
+    unixSocket: config.api.unixSocket,
+    ...(config.api.tcp ? { tcp: config.api.tcp } : {}),
+  });
+  await selfCheck(servers.addresses.unix);
+  notifier.ready(`API on ${servers.addresses.unix}${servers.addresses.tcp ? ` and tcp ${servers.addresses.tcp.host}:${servers.addresses.tcp.port}` : ''}`);
+  logger.info({ unix: servers.addresses.unix, tcp: servers.addresses.tcp ?? null }, 'nodevirtd ready');
+
+  const watchdogMs = notifier.watchdogIntervalMs();
+  const watchdog = watchdogMs ? setInterval(() => notifier.watchdog(), Math.max(500, Math.floor(watchdogMs / 2))) : undefined;
+
+  let stopping = false;
+  const shutdown = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    // VMs are children of libvirtd, not ours: stopping the daemon never stops them.
+    logger.info({ signal }, 'stopping: finishing in-flight requests; VMs keep running');
+    notifier.stopping();
+    if (watchdog) clearInterval(watchdog);
+    const errors: string[] = [];
+    await servers.close().catch((e) => errors.push(`api: ${errorMessage(e)}`));
+    await libvirt.stop().catch((e) => errors.push(`libvirt: ${errorMessage(e)}`));
+    await store.close().catch((e) => errors.push(`store: ${errorMessage(e)}`));
+    if (errors.length) logger.error({ errors }, 'stopped with errors');
+    else logger.info('stopped');
+    process.exit(errors.length ? 1 : 0);
+  };
+  process.on('SIGTERM', () => void shutdown('SIGTERM'));
+  process.on('SIGINT', () => void shutdown('SIGINT'));
+}
+
+async function main(argv: string[]): Promise<number> {
+  const args = [...argv];
+  if (args.includes('--version')) {
+    process.stdout.write(`nodevirtd ${VERSION}\n`);
+    return 0;
+  }
+  if (args.includes('--help') || args.includes('-h')) {
+    process.stdout.write(USAGE);
+    return 0;
+  }
+  let configPath: string | undefined;
+  const i = args.indexOf('--config');
+  if (i !== -1) {
+    configPath = args[i + 1];
+    if (!configPath) {
+      process.stderr.write('nodevirtd: --config needs a path\n');
+      return 2;
+    }
+    args.splice(i, 2);
+  }
+  let loaded: Awaited<ReturnType<typeof loadConfig>>;
+  try {
+    loaded = await loadConfig(configPath ? { path: configPath } : {});
+  } catch (e) {
+    process.stderr.write(`nodevirtd: ${errorMessage(e)}\n`);
+    return isAppError(e, 'CONFIG_INVALID') ? 78 /* EX_CONFIG */ : 1;
+  }
+  if (args.length > 0 && args[0] !== 'serve') {
+    return runCli(args, { socketPath: loaded.config.api.unixSocket.path }, {
+      out: (l) => process.stdout.write(`${l}\n`),
+      err: (l) => process.stderr.write(`${l}\n`),
+    });
+  }
+  const logger = createLogger({ level: loaded.config.logLevel });
+  process.on('uncaughtException', (e) => {
+    logger.fatal({ err: e }, 'uncaught exception: exiting');
+    process.exit(70);
+  });
+  process.on('unhandledRejection', (e) => {
+    logger.fatal({ err: e }, 'unhandled rejection: exiting');
+    process.exit(70);
+  });
+  try {
+    await serve(loaded.config, loaded.source, logger);
+  } catch (e) {
+    logger.fatal({ err: e }, `nodevirtd failed to start: ${errorMessage(e)}`);
+    return 1;
+  }
+  return -1; // keep running
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    if (code >= 0) process.exit(code);
+  },
+  (e) => {
+    process.stderr.write(`nodevirtd: ${errorMessage(e)}\n`);
+    process.exit(1);
+  },
+);
