@@ -9,5 +9,6 @@ export default defineConfig({
     // System tests share host state (libvirt, netns names); run files one at a time.
     fileParallelism: false,
     pool: 'forks',
+    reporters: ['default', './test/summary-reporter.ts'],
   },
 });

@@ -33,17 +33,19 @@ function selfCheck(socketPath: string): Promise<void> {
 
 async function serve(config: Config, configSource: string | null, logger: Logger): Promise<void> {
   const notifier = createNotifier();
-  logger.info({ version: VERSION, config: configSource ?? 'built-in defaults', stateDir: config.stateDir, pid: process.pid }, 'nodevirtd starting');
+  logger.info({ version: VERSION, config: configSource ?? 'built-in defaults', stateDir: config.stateDir }, 'nodevirtd starting');
 
   // adapters
   const store = createStore({ stateDir: config.stateDir });
   await store.open();
   const libvirt = createLibvirtClient({
-    logger: logger.child({ component: 'libvirt' }),
+    logger, // the client names its own component
     uri: config.libvirt.uri,
     ...(config.libvirt.busAddress ? { busAddress: config.libvirt.busAddress } : {}),
   });
+  let stopping = false;
   libvirt.on('connection', (ev) => {
+    if (stopping) return;
     if (ev.connected) logger.info({ uri: config.libvirt.uri }, 'connected to libvirt over D-Bus');
     else logger.warn({ err: ev.error?.message }, 'libvirt unreachable; retrying with backoff');
   });
@@ -80,7 +82,6 @@ async function serve(config: Config, configSource: string | null, logger: Logger
   const watchdogMs = notifier.watchdogIntervalMs();
   const watchdog = watchdogMs ? setInterval(() => notifier.watchdog(), Math.max(500, Math.floor(watchdogMs / 2))) : undefined;
 
-  let stopping = false;
   const shutdown = async (signal: string) => {
     if (stopping) return;
     stopping = true;
