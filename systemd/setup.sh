@@ -309,7 +309,17 @@ build() {
 			npx --no-install tsc -p tsconfig.json >&2 || die "TypeScript compile failed (npx tsc -p tsconfig.json)"
 			mv -f dist/.build-stamp.new "$stamp"
 		fi
+		install_cli
 	fi
+}
+
+# The admin command the README documents (`nodevirtd token create ...`): a wrapper for this checkout's build.
+install_cli() {
+	local tmp
+	tmp=$(mktemp)
+	printf '#!/bin/sh\n# installed by %s/systemd/setup.sh\nexec node %q "$@"\n' "$repo" "$repo/dist/daemon/main.js" >"$tmp"
+	install_if_changed "$tmp" /usr/local/sbin/nodevirtd 0755 || true
+	rm -f "$tmp"
 }
 
 # --- main -----------------------------------------------------------------------------------------------------
