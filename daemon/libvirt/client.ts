@@ -2,6 +2,7 @@
 // libvirt-dbus exit, libvirtd restart), lifecycle events from Connect.DomainEvent and error translation.
 import { EventEmitter } from 'node:events';
 import dbus, { Message, type MessageBus } from 'dbus-next';
+import { waitForConnected } from './wait-connection.js';
 import { AppError, errorMessage, isAppError } from '../lib/errors.js';
 import type { Logger } from '../lib/logger.js';
 import { createBackoff, type Backoff } from './backoff.js';
@@ -134,20 +135,7 @@ class DbusLibvirtClient extends EventEmitter implements LibvirtClient {
   }
 
   waitForConnection(timeoutMs: number): Promise<void> {
-    if (this.isConnected) return Promise.resolve();
-    return new Promise((resolve, reject) => {
-      const onConn = (e: ConnectionEvent): void => {
-        if (!e.connected) return;
-        clearTimeout(timer);
-        this.off('connection', onConn);
-        resolve();
-      };
-      const timer = setTimeout(() => {
-        this.off('connection', onConn);
-        reject(unavailable(`libvirt not connected within ${timeoutMs} ms`));
-      }, timeoutMs);
-      this.on('connection', onConn);
-    });
+    return waitForConnected(this, this.isConnected, timeoutMs);
   }
 
   // --- connection management ------------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 import { EventEmitter } from 'node:events';
 import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
+import { waitForConnected } from './wait-connection.js';
 import { AppError } from '../lib/errors.js';
 import type { DomainLifecycle } from './enums.js';
 import { child, escapeXml, parseXml, XmlParseError } from './xml.js';
@@ -109,20 +110,7 @@ class FakeClient extends EventEmitter implements FakeLibvirtClient {
   }
 
   waitForConnection(timeoutMs: number): Promise<void> {
-    if (this.isConnected) return Promise.resolve();
-    return new Promise((resolve, reject) => {
-      const onConn = (e: ConnectionEvent): void => {
-        if (!e.connected) return;
-        clearTimeout(timer);
-        this.off('connection', onConn);
-        resolve();
-      };
-      const timer = setTimeout(() => {
-        this.off('connection', onConn);
-        reject(new AppError('LIBVIRT_UNAVAILABLE', `libvirt not connected within ${timeoutMs} ms`));
-      }, timeoutMs);
-      this.on('connection', onConn);
-    });
+    return waitForConnected(this, this.isConnected, timeoutMs);
   }
 
   simulateDisconnect(reason = 'simulated libvirt outage'): void {
