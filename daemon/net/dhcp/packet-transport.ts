@@ -11,11 +11,16 @@ import { DHCP_CLIENT_PORT, DHCP_SERVER_PORT, type DhcpServer } from './server.js
 export interface PacketSocket {
   send(frame: Uint8Array): void;
   close(): void;
+  /** The kernel ifindex the socket is bound to: tells a recreated link of the same name apart. */
+  readonly ifindex?: number;
 }
+
+/** An error the socket reports asynchronously, e.g. ENETDOWN when its link goes down or is deleted. */
+export type PacketSocketError = Error & { code?: string };
 
 export type OpenPacketSocket = (
   ifname: string,
-  filter: { udpDstPort: number },
+  filter: { udpDstPort: number; onError?: (err: PacketSocketError) => void },
   onFrame: (frame: Uint8Array) => void,
 ) => PacketSocket;
 
@@ -69,13 +74,18 @@ export interface PacketTransportOptions {
   /** Source MAC of our replies: the host side of the tap (or bridge) the guest sees as the server. */
   hostMac: string;
   openPacketSocket: OpenPacketSocket;
+  /** Asynchronous socket errors (link down or deleted); without it they are logged. */
+  onError?: (err: PacketSocketError) => void;
   logger?: Logger;
   now?: () => number;
 }
 
 export interface PacketTransport {
+  /** Opens the socket; throws what openPacketSocket throws (ENODEV for a missing link). */
   start(): void;
   stop(): void;
+  /** The bound socket's ifindex while started (undefined if the opener does not say). */
+  readonly ifindex: number | undefined;
 }
 
 export function createPacketTransport(opts: PacketTransportOptions): PacketTransport {
@@ -87,7 +97,8 @@ export function createPacketTransport(opts: PacketTransportOptions): PacketTrans
   return {
     start() {
       if (sock !== undefined) return;
-      const s = opts.openPacketSocket(opts.ifname, { udpDstPort: DHCP_SERVER_PORT }, (frame) => {
+      const onError = opts.onError ?? ((err: PacketSocketError) => opts.logger?.warn({ ifname: opts.ifname, err: err.message }, 'dhcp: packet socket error'));
+      const s = opts.openPacketSocket(opts.ifname, { udpDstPort: DHCP_SERVER_PORT, onError }, (frame) => {
         try {
           const out = handleFrame(opts.server, frame, hostMac, now());
           if (out !== null) s.send(out);
@@ -103,6 +114,9 @@ export function createPacketTransport(opts: PacketTransportOptions): PacketTrans
     stop() {
       sock?.close();
       sock = undefined;
+    },
+    get ifindex() {
+      return sock?.ifindex;
     },
   };
 }

@@ -17,7 +17,7 @@ function fakeSocket() {
   let deliver: ((f: Uint8Array) => void) | undefined;
   let closed = false;
   const open: OpenPacketSocket = (ifname, filter, onFrame) => {
-    expect([ifname, filter]).toEqual(['tap-test', { udpDstPort: 67 }]);
+    expect([ifname, filter.udpDstPort]).toEqual(['tap-test', 67]);
     deliver = onFrame;
     return { send: (f) => sent.push(f), close: () => (closed = true) };
   };
