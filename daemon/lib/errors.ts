@@ -20,6 +20,14 @@ export const ERROR_CODES = {
   DOMAIN_NOT_FOUND: 'no such libvirt domain',
   HOST_ERROR: 'a host operation failed',
   CONFIG_INVALID: 'the configuration is invalid',
+  // networking (net/macs.ts, net/ipam.ts, net/nic.ts)
+  MAC_INVALID: 'the MAC address is not a usable unicast address',
+  MAC_IN_USE: 'the MAC address is already used on this node',
+  IP_OUT_OF_SUBNET_INVALID: 'the IP address is outside the network subnet',
+  IP_RESERVED_INVALID: 'the IP address is reserved (network, gateway, broadcast or a reserved range)',
+  IP_IN_USE: 'the IP address is already allocated',
+  IP_POOL_EXHAUSTED_CONFLICT: 'the network has no free IP address left',
+  NIC_EXISTS: 'the NIC is already plumbed',
   INTERNAL: 'internal error',
   RESPONSE_INVALID: 'the daemon produced a response that does not match the API schema',
 } as const;
