@@ -25,6 +25,7 @@ export const ERROR_CODES = {
   MAC_IN_USE: 'the MAC address is already used on this node',
   IP_OUT_OF_SUBNET_INVALID: 'the IP address is outside the network subnet',
   IP_RESERVED_INVALID: 'the IP address is reserved (network, gateway, broadcast or a reserved range)',
+  SUBNET_INVALID: 'the subnet, gateway or reserved ranges are not valid',
   IP_IN_USE: 'the IP address is already allocated',
   IP_POOL_EXHAUSTED_CONFLICT: 'the network has no free IP address left',
   NIC_EXISTS: 'the NIC is already plumbed',
