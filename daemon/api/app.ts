@@ -13,6 +13,7 @@ import type { ApiOperation, ApiSpec } from './openapi.js';
 import type { Handlers, Node } from './types.js';
 import { docsRoutes } from './routes/docs.js';
 import { healthzRoutes } from './routes/healthz.js';
+import { leaseRoutes, type LeaseQuery } from './routes/leases.js';
 import { nodeRoutes } from './routes/node.js';
 import { tokenRoutes } from './routes/tokens.js';
 
@@ -21,6 +22,11 @@ export interface AppDeps {
   spec: ApiSpec;
   node: { info(): Promise<Node> };
   tokens: TokenService;
+  /**
+   * DHCP leases (net/dhcp/lease-repo.ts). Optional only until main.ts wires it: without it GET /v1/leases
+   * answers 500 INTERNAL rather than an empty list that would look like "no guest has an address".
+   */
+  leases?: LeaseQuery;
   version: string;
   /** Check every response against the spec; a mismatch becomes 500 RESPONSE_INVALID. Tests turn it on. */
   validateResponses?: boolean;
@@ -55,6 +61,7 @@ export function createApp(deps: AppDeps): Koa {
     ...healthzRoutes(),
     ...nodeRoutes(deps),
     ...tokenRoutes(deps),
+    ...leaseRoutes({ leases: deps.leases ?? { list: () => Promise.reject(new AppError('INTERNAL', 'the DHCP lease repository is not wired into the API')) } }),
     ...docsRoutes(deps),
   };
 

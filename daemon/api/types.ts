@@ -6,11 +6,17 @@ import type { components, operations } from './generated/openapi.js';
 export type Schemas = components['schemas'];
 export type Node = Schemas['Node'];
 export type HostCheck = Schemas['HostCheck'];
+export type Lease = Schemas['Lease'];
 export type OperationId = keyof operations;
 
 type Op<K extends OperationId> = operations[K];
 type PathOf<K extends OperationId> = Op<K>['parameters'] extends { path: infer P } ? P : Record<string, never>;
-type QueryOf<K extends OperationId> = Op<K>['parameters'] extends { query: infer Q } ? Q : Record<string, never>;
+// openapi-typescript marks `query` optional when every query parameter is optional.
+type QueryOf<K extends OperationId> = Op<K>['parameters'] extends { query?: infer Q }
+  ? [Exclude<Q, undefined>] extends [never]
+    ? Record<string, never>
+    : Exclude<Q, undefined>
+  : Record<string, never>;
 type BodyOf<K extends OperationId> = Op<K> extends { requestBody: { content: { 'application/json': infer B } } } ? B : undefined;
 
 export interface Input<K extends OperationId> {

@@ -15,7 +15,9 @@ import { decodeDhcp, messageTypeOf } from '../../daemon/net/dhcp/codec.js';
 import { createDhcpService, type DhcpService } from '../../daemon/net/dhcp/dhcp-service.js';
 import { buildFrame, parseFrame } from '../../daemon/net/dhcp/frame.js';
 import { MSG } from '../../daemon/net/dhcp/options.js';
+import { createLeaseRepo, type LeaseRepo, type StoredLease } from '../../daemon/net/dhcp/lease-repo.js';
 import type { DhcpEvent } from '../../daemon/net/dhcp/server.js';
+import { createStore, type Store } from '../../daemon/store/store.js';
 
 const CLIENTS = { udhcpc: '/usr/bin/busybox', dhcpcd: '/usr/sbin/dhcpcd', dhclient: '/usr/sbin/dhclient', tcpdump: '/usr/bin/tcpdump' };
 const missing =
@@ -71,16 +73,20 @@ function tryRun(cmd: string, args: string[]): void {
 
 let tmp = '';
 let service: DhcpService;
+let store: Store;
+let leases: LeaseRepo;
 const events: Array<{ ifname: string; e: DhcpEvent }> = [];
 const uplinkReplies: Buffer[] = [];
 let uplinkRequests = 0;
 const captures: PacketSocket[] = [];
 const children = new Set<ChildProcess>();
 
-function cleanup(): void {
+async function cleanup(): Promise<void> {
   for (const c of children) c.kill('SIGKILL');
   for (const c of captures) c.close();
   service?.stop();
+  await leases?.stop().catch(() => {});
+  await store?.close().catch(() => {});
   for (const ns of [NS_A, NS_B]) tryRun('ip', ['netns', 'del', ns]);
   for (const l of [PORT_A, PORT_B, UPLINK, BR]) tryRun('ip', ['link', 'del', l]);
   try {
@@ -152,10 +158,10 @@ function diagnosis(): string {
   return `server: ${JSON.stringify(st.map((s) => ({ ifname: s.ifname, open: s.open, stats: s.stats })))}${hint}`;
 }
 
-async function until<T>(what: string, f: () => T | undefined | false, timeoutMs: number, extra: () => string = () => ''): Promise<T> {
+async function until<T>(what: string, f: () => T | undefined | false | Promise<T | undefined | false>, timeoutMs: number, extra: () => string = () => ''): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
-    const v = f();
+    const v = await f();
     if (v !== undefined && v !== false) return v;
     if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}\n${extra()}\n${diagnosis()}`);
     await new Promise((r) => setTimeout(r, 100));
@@ -209,9 +215,13 @@ if (missing) {
   });
 } else {
   describe('DHCP service with real clients', () => {
-    beforeAll(() => {
+    beforeAll(async () => {
       tmp = mkdtempSync(join(tmpdir(), 'nvd-dhcp-'));
       try {
+        store = createStore({ stateDir: join(tmp, 'state') });
+        await store.open();
+        leases = createLeaseRepo({ leases: store.sublevel<StoredLease>('dhcp-leases') });
+        await leases.start();
         ip('link', 'add', BR, 'type', 'bridge');
         ip('link', 'set', BR, 'up');
         // The server's address lives on the bridge, as the gateway would: renewals are unicast to it.
@@ -227,20 +237,25 @@ if (missing) {
         captures.push(openPacketSocket(OUTSIDE, { udpDstPort: 67 }, () => uplinkRequests++));
         service = createDhcpService({
           openPacketSocket,
-          leases: { record: (ifname, e) => events.push({ ifname, e }) },
+          leases: {
+            record: (ifname, e) => {
+              events.push({ ifname, e });
+              leases.record(ifname, e);
+            },
+          },
           logger: createLogger({ level: process.env.NODEVIRT_LOG_LEVEL ? undefined : 'warn' }),
           pollMs: 200,
         });
         service.start();
         service.attach(CONFIG);
       } catch (e) {
-        cleanup();
+        await cleanup();
         throw e;
       }
     });
 
-    afterAll(() => {
-      cleanup();
+    afterAll(async () => {
+      await cleanup();
       const leftovers = ip('-o', 'link').split('\n').filter((l) => l.includes(ID));
       expect(leftovers).toEqual([]);
     });
@@ -273,6 +288,12 @@ if (missing) {
         expect(env.get('staticroutes')).toBe(`172.16.0.0/12 ${NET}.254 0.0.0.0/0 ${SERVER_IP}`);
         expect(env.get('lease')).toBe(String(LEASE_SECONDS));
         expect(env.get('serverid')).toBe(SERVER_IP);
+        // The ACK is in the lease repository, and a new lease is on disk at once.
+        const [lease] = await leases.list({ interface: PORT_A });
+        expect(lease).toMatchObject({ interface: PORT_A, mac: MAC_A, ip: VM_IP, releasedAt: null });
+        expect(lease!.acks).toBeGreaterThanOrEqual(1);
+        expect(Date.parse(lease!.lastAckAt!)).toBeGreaterThan(Date.now() - 60_000);
+        await until('lease on disk', async () => (await store.sublevel<StoredLease>('dhcp-leases').get(PORT_A))?.mac === MAC_A, 3000);
 
         // Renewing is unicast from the leased address; udhcpc uses a kernel UDP socket for it, so give
         // eth0 the address like its default script would.
@@ -286,6 +307,7 @@ if (missing) {
         const releases = events.filter((x) => x.e.type === 'release').length;
         await stop(c);
         await until('release event', () => events.filter((x) => x.e.type === 'release').length > releases, 5000);
+        expect((await leases.list({ mac: MAC_A }))[0]?.releasedAt).not.toBeNull();
       } finally {
         await stop(c);
       }

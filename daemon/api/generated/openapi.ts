@@ -88,6 +88,28 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/leases": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * List DHCP leases
+         * @description One entry per VM interface whose client got an ACK (or declined its address). Counters and times
+         *     are exact; the stored copy lags by at most a few seconds, so after a daemon crash the last
+         *     few seconds of renewals may be missing.
+         */
+        get: operations["leasesList"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/openapi.json": {
         parameters: {
             query?: never;
@@ -149,6 +171,69 @@ export interface paths {
 export type webhooks = Record<string, never>;
 export interface components {
     schemas: {
+        /**
+         * @description A Linux interface name.
+         * @example nvtap0a1b2c
+         */
+        InterfaceName: string;
+        /**
+         * @description An Ethernet MAC address, colon-separated.
+         * @example 52:54:00:12:34:56
+         */
+        MacAddress: string;
+        /**
+         * @description The single address one VM interface's DHCP server hands out, and what its client did with it.
+         * @example {
+         *       "interface": "nvtap0a1b2c",
+         *       "mac": "52:54:00:12:34:56",
+         *       "ip": "192.168.100.10",
+         *       "firstAckAt": "2024-05-01T10:00:00.000Z",
+         *       "lastAckAt": "2024-05-01T22:00:00.000Z",
+         *       "acks": 3,
+         *       "declines": {
+         *         "count": 0,
+         *         "lastDeclineAt": null
+         *       },
+         *       "releasedAt": null
+         *     }
+         */
+        Lease: {
+            interface: components["schemas"]["InterfaceName"];
+            /** @description The guest MAC (lower case), the only client this server answers. */
+            mac: components["schemas"]["MacAddress"];
+            /**
+             * Format: ipv4
+             * @description The address handed out.
+             */
+            ip: string;
+            /**
+             * Format: date-time
+             * @description First ACK of this lease; null if the client only ever declined.
+             */
+            firstAckAt: string | null;
+            /**
+             * Format: date-time
+             * @description Latest ACK (renewals included).
+             */
+            lastAckAt: string | null;
+            /** @description ACKs sent for this lease. */
+            acks: number;
+            /** @description DHCPDECLINEs, i.e. the guest found the address in use on the link. */
+            declines: {
+                count: number;
+                /** Format: date-time */
+                lastDeclineAt: string | null;
+            };
+            /**
+             * Format: date-time
+             * @description When the client released the address; cleared by its next ACK.
+             */
+            releasedAt: string | null;
+        };
+        /** @description DHCP leases. */
+        LeaseList: {
+            items: components["schemas"]["Lease"][];
+        };
         /** @description An RFC 9457 problem detail with nodevirt's stable error code. */
         Problem: {
             /**
@@ -497,6 +582,34 @@ export interface operations {
                 };
                 content: {
                     "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            "4XX": components["responses"]["ClientError"];
+            "5XX": components["responses"]["ServerError"];
+        };
+    };
+    leasesList: {
+        parameters: {
+            query?: {
+                /** @description Only the lease of this host-side interface (tap or bridge port). */
+                interface?: components["schemas"]["InterfaceName"];
+                /** @description Only leases of this guest MAC. */
+                mac?: components["schemas"]["MacAddress"];
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Matching leases, sorted by interface name. */
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["LeaseList"];
                 };
             };
             "4XX": components["responses"]["ClientError"];

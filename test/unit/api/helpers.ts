@@ -11,6 +11,7 @@ import { loadApiSpec, type ApiSpec } from '../../../daemon/api/openapi.js';
 import type { Node } from '../../../daemon/api/types.js';
 import { createTokenService, type StoredToken, type TokenService } from '../../../daemon/auth/token-service.js';
 import { createLogger } from '../../../daemon/lib/logger.js';
+import { createLeaseRepo, type StoredLease } from '../../../daemon/net/dhcp/lease-repo.js';
 import { createStore, type KeySpace, type Store } from '../../../daemon/store/store.js';
 
 let specPromise: Promise<ApiSpec> | undefined;
@@ -64,6 +65,7 @@ export async function startApp(opts: { transport?: Transport; node?: { info(): P
     spec: await spec(),
     node: opts.node ?? { info: async () => fakeNode() },
     tokens,
+    leases: createLeaseRepo({ leases: store.sublevel<StoredLease>('dhcp-leases') }),
     version: '0.1.0-test',
     validateResponses: true,
   });
