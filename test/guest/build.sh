@@ -1,13 +1,14 @@
 #!/bin/bash
-# Builds the test guest into test/guest/out/ from the host's Debian packages: the linux-image-amd64 kernel
+# Builds the test guest into $NODEVIRT_GUEST_OUT (default /var/cache/nodevirt/test-guest) from the host's Debian packages: the linux-image-amd64 kernel
 # and a busybox-static initramfs carrying /init and the kernel modules it needs. Cached on a hash of inputs.
 #
 # Usage: test/guest/build.sh [--force]    (env NODEVIRT_GUEST_KVER=<version> picks another installed kernel)
-# Output: out/vmlinuz, out/initramfs.gz, out/kernel-release, out/modules.txt, out/inputs.sha256
+# Output: vmlinuz, initramfs.gz, kernel-release, modules.txt, inputs.sha256. Outside the checkout because
+# QEMU runs as libvirt-qemu and must traverse every parent directory (a clone under /root is mode 0700).
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-out=$here/out
+out=${NODEVIRT_GUEST_OUT:-/var/cache/nodevirt/test-guest}
 busybox=/bin/busybox
 force=0
 [ "${1:-}" = --force ] && force=1
@@ -48,6 +49,7 @@ inputs=$(
 hash=$(echo "$inputs" | sha256sum | cut -d' ' -f1)
 
 mkdir -p "$out"
+chmod 0755 "$out" "$(dirname "$out")"
 # Tests and setup may build at the same time; the second waits and then finds the cache warm.
 exec 9>"$out/.lock"
 flock 9

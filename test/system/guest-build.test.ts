@@ -6,14 +6,15 @@ import { createConnection, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { GUEST_OUT } from '../guest/paths.js';
 
 const guestDir = resolve(import.meta.dirname, '../guest');
-const out = join(guestDir, 'out');
+const out = GUEST_OUT;
 const scratch = mkdtempSync(join(tmpdir(), 'nodevirt-guest-test-'));
 afterAll(() => rmSync(scratch, { recursive: true, force: true }));
 
-function build(dir = guestDir): string {
-  const r = spawnSync('bash', [join(dir, 'build.sh')], { encoding: 'utf8' });
+function build(dir = guestDir, outDir = out): string {
+  const r = spawnSync('bash', [join(dir, 'build.sh')], { encoding: 'utf8', env: { ...process.env, NODEVIRT_GUEST_OUT: outDir } });
   expect(r.status, r.stderr).toBe(0);
   return r.stderr;
 }
@@ -75,13 +76,13 @@ describe('test guest build', () => {
     const copy = join(scratch, 'guest');
     mkdirSync(copy);
     for (const f of ['build.sh', 'init', 'udhcpc.script', 'www-update']) cpSync(join(guestDir, f), join(copy, f));
-    expect(build(copy)).toMatch(/built /);
+    expect(build(copy, join(copy, 'out'))).toMatch(/built /);
     const first = readFileSync(join(copy, 'out/inputs.sha256'), 'utf8');
     const mtime = statSync(join(copy, 'out/initramfs.gz')).mtimeMs;
-    expect(build(copy)).toMatch(/up to date/);
+    expect(build(copy, join(copy, 'out'))).toMatch(/up to date/);
     expect(statSync(join(copy, 'out/initramfs.gz')).mtimeMs).toBe(mtime);
     appendFileSync(join(copy, 'init'), '# changed\n');
-    expect(build(copy)).toMatch(/built /);
+    expect(build(copy, join(copy, 'out'))).toMatch(/built /);
     expect(readFileSync(join(copy, 'out/inputs.sha256'), 'utf8')).not.toBe(first);
   });
 });
