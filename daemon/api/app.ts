@@ -73,10 +73,12 @@ export function createApp(deps: AppDeps): Koa {
   // strict/sensitive: /v1/node/ and /V1/NODE are not /v1/node; the spec lists exact paths.
   const router = new Router({ strict: true, sensitive: true });
   const publicOps = new Set<string>();
+  const localOnlyOps = new Set<string>();
   for (const op of deps.spec.operations) {
     const handler = (handlers as unknown as Record<string, AnyHandler | undefined>)[op.operationId];
     if (!handler) throw new Error(`operation ${op.operationId} (${op.method} ${op.path}) has no handler`);
     if (op.public) publicOps.add(op.operationId);
+    if (op.localOnly) localOnlyOps.add(op.operationId);
     router.register(op.routerPath, [op.method], operationMiddleware(op, handler), { name: op.operationId });
   }
 
@@ -86,7 +88,7 @@ export function createApp(deps: AppDeps): Koa {
   app.use(requestLog(logger));
   if (deps.validateResponses) app.use(responseValidation(deps.spec, logger));
   app.use(errorMiddleware(logger));
-  app.use(authenticate(deps.tokens, router, publicOps));
+  app.use(authenticate(deps.tokens, router, publicOps, localOnlyOps));
   app.use(router.routes());
   app.use(noRoute(router));
   return app;
@@ -144,8 +146,11 @@ function responseValidation(spec: ApiSpec, logger: Logger): Middleware {
   };
 }
 
-/** TCP requests need a valid bearer token unless their operation is public (security: [] in the spec). */
-function authenticate(tokens: TokenService, router: Router, publicOps: Set<string>): Middleware {
+/**
+ * TCP requests need a valid bearer token unless their operation is public (security: [] in the spec);
+ * local-only operations (x-nodevirt-local-only) are refused on TCP even with a token.
+ */
+function authenticate(tokens: TokenService, router: Router, publicOps: Set<string>, localOnlyOps: Set<string>): Middleware {
   return async (ctx, next) => {
     if (ctx.state.transport === 'unix') {
       ctx.state.principal = 'unix';
@@ -164,6 +169,9 @@ function authenticate(tokens: TokenService, router: Router, publicOps: Set<strin
     const token = await tokens.verify(bearer);
     if (!token) throw new AppError('UNAUTHENTICATED', 'the bearer token is not valid', { extra: { tokenPresented: true } });
     ctx.state.principal = `token:${token.name}`;
+    if (match.pathAndMethod.some((layer) => layer.name !== undefined && localOnlyOps.has(layer.name))) {
+      throw new AppError('LOCAL_ONLY', `${ctx.method} ${ctx.path} is only allowed over the daemon's unix socket`);
+    }
     return next();
   };
 }

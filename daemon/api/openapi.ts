@@ -45,6 +45,8 @@ export interface ApiOperation {
   queryParams: ParamSpec[];
   /** `security: []` in the spec: callable without a token on every transport. */
   public: boolean;
+  /** `x-nodevirt-local-only: true` in the spec: refused (403 LOCAL_ONLY) on every transport but the unix socket. */
+  localOnly: boolean;
   /** Present when the operation takes a JSON body. */
   body: { required: boolean; schema: JsonObject } | undefined;
   /** Validates (and coerces path/query strings in place); returns every issue, empty when valid. */
@@ -173,6 +175,7 @@ function compileOperation(
     pathParams,
     queryParams,
     public: Array.isArray(op.security) && op.security.length === 0,
+    localOnly: op['x-nodevirt-local-only'] === true,
     body,
     validateRequest(input) {
       const issues: ErrorIssue[] = [];

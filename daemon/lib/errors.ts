@@ -11,6 +11,7 @@ export const ERROR_CODES = {
   ROUTE_NOT_FOUND: 'no such route',
   METHOD_NOT_ALLOWED: 'method not allowed on this route',
   UNAUTHENTICATED: 'a valid bearer token is required',
+  LOCAL_ONLY: 'this operation is only allowed over the local unix socket',
   // state
   CONFLICT: 'the request conflicts with the current state',
   PRECONDITION_FAILED: 'the resource changed (If-Match did not match)',

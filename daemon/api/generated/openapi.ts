@@ -53,13 +53,13 @@ export interface paths {
         };
         /**
          * List API tokens
-         * @description Names and timestamps only; secrets and their hashes are never returned.
+         * @description Names and timestamps only; secrets and their hashes are never returned. Token administration is local-only (x-nodevirt-local-only): over TCP it is refused with 403 LOCAL_ONLY, so a leaked token cannot mint or revoke others.
          */
         get: operations["tokensList"];
         put?: never;
         /**
          * Create an API token
-         * @description The secret is in this response only; the daemon stores just its hash.
+         * @description The secret is in this response only; the daemon stores just its hash. Local-only: over TCP this is refused with 403 LOCAL_ONLY.
          */
         post: operations["tokenCreate"];
         delete?: never;
@@ -81,7 +81,10 @@ export interface paths {
         get?: never;
         put?: never;
         post?: never;
-        /** Revoke an API token */
+        /**
+         * Revoke an API token
+         * @description Local-only, like every token operation; over TCP it is refused with 403 LOCAL_ONLY.
+         */
         delete: operations["tokenDelete"];
         options?: never;
         head?: never;

@@ -122,7 +122,10 @@ describe('TCP listener', () => {
     const open = await send(tcp, { path: '/v1/healthz' });
     expect(open.status).toBe(200);
 
-    for (const path of ['/v1/node', '/v1/tokens', '/openapi.json', '/docs', '/v1/no-such-route']) {
+    // The API description is public so a browser can read /docs over TCP; everything else needs a token.
+    for (const path of ['/openapi.json', '/docs']) expect((await send(tcp, { path })).status, path).toBe(200);
+
+    for (const path of ['/v1/node', '/v1/tokens', '/v1/no-such-route']) {
       const res = await send(tcp, { path });
       expect(res.status, path).toBe(401);
       expect(res.headers['www-authenticate'], path).toBe('Bearer realm="nodevirt"');
@@ -143,12 +146,26 @@ describe('TCP listener', () => {
     const ok = await send(tcp, { path: '/v1/node', headers: { authorization: `Bearer ${secret}` } });
     expect(ok.status).toBe(200);
     expect(ok.json).toEqual(fakeNode());
-    const lower = await send(tcp, { path: '/v1/tokens', headers: { authorization: `bearer ${secret}` } });
+    const lower = await send(tcp, { path: '/v1/node', headers: { authorization: `bearer ${secret}` } });
     expect(lower.status).toBe(200);
-    expect((lower.json as { items: Array<{ lastUsedAt: string | null }> }).items[0]?.lastUsedAt).not.toBeNull();
 
-    // Revoked over TCP with itself; from then on it is refused.
-    const del = await send(tcp, { method: 'DELETE', path: '/v1/tokens/remote', headers: { authorization: `Bearer ${secret}` } });
+    // Token administration is local-only: a valid (maybe leaked) token can neither list, mint nor revoke.
+    const auth = { authorization: `Bearer ${secret}` };
+    for (const req of [
+      { path: '/v1/tokens', headers: auth },
+      { method: 'POST', path: '/v1/tokens', ...jsonBody({ name: 'minted' }), headers: { ...jsonBody({ name: 'minted' }).headers, ...auth } },
+      { method: 'DELETE', path: '/v1/tokens/remote', headers: auth },
+    ]) {
+      const res = await send(tcp, req);
+      expect(res.status, `${req.method ?? 'GET'} ${req.path}`).toBe(403);
+      expect(res.json).toMatchObject({ code: 'LOCAL_ONLY', status: 403 });
+    }
+    const listed = await send(unix, { path: '/v1/tokens' });
+    expect((listed.json as { items: Array<{ name: string; lastUsedAt: string | null }> }).items.map((t) => t.name)).toEqual(['remote']);
+    expect((listed.json as { items: Array<{ lastUsedAt: string | null }> }).items[0]?.lastUsedAt).not.toBeNull();
+
+    // Revoked over the socket; from then on the token is refused on TCP.
+    const del = await send(unix, { method: 'DELETE', path: '/v1/tokens/remote' });
     expect(del.status).toBe(204);
     const after = await send(tcp, { path: '/v1/node', headers: { authorization: `Bearer ${secret}` } });
     expect(after.status).toBe(401);
