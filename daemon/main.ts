@@ -33,17 +33,40 @@ function selfCheck(socketPath: string): Promise<void> {
 
 async function serve(config: Config, configSource: string | null, logger: Logger): Promise<void> {
   const notifier = createNotifier();
+  // Installed before anything starts: a stop during start-up (probes, libvirt) still says STOPPING=1 and
+  // closes whatever was opened so far, newest first.
+  const closers: Array<{ name: string; close: () => Promise<void> }> = [];
+  let stopping = false;
+  let watchdog: NodeJS.Timeout | undefined;
+  const shutdown = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    // VMs are children of libvirtd, not ours: stopping the daemon never stops them.
+    logger.info({ signal }, 'stopping: finishing in-flight requests; VMs keep running');
+    notifier.stopping();
+    if (watchdog) clearInterval(watchdog);
+    const errors: string[] = [];
+    for (const c of closers.reverse()) {
+      await withTimeout(c.close(), 15_000, `${c.name} did not close within 15 s`).catch((e) => errors.push(`${c.name}: ${errorMessage(e)}`));
+    }
+    if (errors.length) logger.error({ errors }, 'stopped with errors');
+    else logger.info('stopped');
+    process.exit(errors.length ? 1 : 0);
+  };
+  process.on('SIGTERM', () => void shutdown('SIGTERM'));
+  process.on('SIGINT', () => void shutdown('SIGINT'));
+
   logger.info({ version: VERSION, config: configSource ?? 'built-in defaults', stateDir: config.stateDir }, 'nodevirtd starting');
 
   // adapters
   const store = createStore({ stateDir: config.stateDir });
   await store.open();
+  closers.push({ name: 'store', close: () => store.close() });
   const libvirt = createLibvirtClient({
     logger, // the client names its own component
     uri: config.libvirt.uri,
     ...(config.libvirt.busAddress ? { busAddress: config.libvirt.busAddress } : {}),
   });
-  let stopping = false;
   libvirt.on('connection', (ev) => {
     if (stopping) return;
     if (ev.connected) logger.info({ uri: config.libvirt.uri }, 'connected to libvirt over D-Bus');
@@ -51,6 +74,7 @@ async function serve(config: Config, configSource: string | null, logger: Logger
   });
   libvirt.on('domain', (ev) => logger.info({ domain: ev.name, event: ev.event, detail: ev.detail }, 'domain lifecycle event'));
   // Resolves after the first attempt either way: a node without libvirt still serves its API and says why.
+  closers.push({ name: 'libvirt', close: () => libvirt.stop() });
   await libvirt.start();
 
   // services
@@ -61,6 +85,7 @@ async function serve(config: Config, configSource: string | null, logger: Logger
     version: VERSION,
     uri: config.libvirt.uri,
     configuredVirtType: config.virtType,
+    startedAt: performance.timeOrigin,
   });
   const tokens = createTokenService({ tokens: store.sublevel<StoredToken>('tokens') });
   const virt = await node.virtType();
@@ -75,30 +100,24 @@ async function serve(config: Config, configSource: string | null, logger: Logger
     unixSocket: config.api.unixSocket,
     ...(config.api.tcp ? { tcp: config.api.tcp } : {}),
   });
+  closers.push({ name: 'api', close: () => servers.close() });
   await selfCheck(servers.addresses.unix);
+  if (stopping) return;
   notifier.ready(`API on ${servers.addresses.unix}${servers.addresses.tcp ? ` and tcp ${servers.addresses.tcp.host}:${servers.addresses.tcp.port}` : ''}`);
   logger.info({ unix: servers.addresses.unix, tcp: servers.addresses.tcp ?? null }, 'nodevirtd ready');
 
   const watchdogMs = notifier.watchdogIntervalMs();
-  const watchdog = watchdogMs ? setInterval(() => notifier.watchdog(), Math.max(500, Math.floor(watchdogMs / 2))) : undefined;
+  if (watchdogMs && !stopping) watchdog = setInterval(() => notifier.watchdog(), Math.max(500, Math.floor(watchdogMs / 2)));
+}
 
-  const shutdown = async (signal: string) => {
-    if (stopping) return;
-    stopping = true;
-    // VMs are children of libvirtd, not ours: stopping the daemon never stops them.
-    logger.info({ signal }, 'stopping: finishing in-flight requests; VMs keep running');
-    notifier.stopping();
-    if (watchdog) clearInterval(watchdog);
-    const errors: string[] = [];
-    await servers.close().catch((e) => errors.push(`api: ${errorMessage(e)}`));
-    await libvirt.stop().catch((e) => errors.push(`libvirt: ${errorMessage(e)}`));
-    await store.close().catch((e) => errors.push(`store: ${errorMessage(e)}`));
-    if (errors.length) logger.error({ errors }, 'stopped with errors');
-    else logger.info('stopped');
-    process.exit(errors.length ? 1 : 0);
-  };
-  process.on('SIGTERM', () => void shutdown('SIGTERM'));
-  process.on('SIGINT', () => void shutdown('SIGINT'));
+function withTimeout<T>(p: Promise<T>, ms: number, message: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  return Promise.race([
+    p.finally(() => clearTimeout(timer)),
+    new Promise<T>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(message)), ms);
+    }),
+  ]);
 }
 
 async function main(argv: string[]): Promise<number> {

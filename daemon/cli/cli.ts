@@ -39,9 +39,10 @@ function describeFailure(status: number, body: unknown): string {
 /** Runs one admin command; returns the process exit code. */
 export async function runCli(argv: string[], target: ApiTarget, io: CliIo): Promise<number> {
   const args = [...argv];
+  let t: ApiTarget = target;
   try {
     const socket = takeOption(args, '--socket');
-    const t: ApiTarget = socket ? { ...target, socketPath: socket } : target;
+    if (socket) t = { ...target, socketPath: socket };
     const [cmd, sub, ...rest] = args;
     const call = async (method: string, path: string, body?: unknown, ok = [200, 201, 204]) => {
       const res = await apiRequest(t, method, path, body);
@@ -80,14 +81,14 @@ export async function runCli(argv: string[], target: ApiTarget, io: CliIo): Prom
       io.out(JSON.stringify(res.body, null, 2));
       return 0;
     }
-    io.err(USAGE);
+    io.err(`nodevirtd: unknown command "${args.join(' ')}"\n${USAGE}`);
     return 2;
   } catch (e) {
     const err = e as NodeJS.ErrnoException;
     if (err.code === 'ENOENT' || err.code === 'ECONNREFUSED') {
-      io.err(`nodevirtd: the daemon is not running (cannot connect to ${target.socketPath ?? target.url}): start it with "npm start"`);
+      io.err(`nodevirtd: the daemon is not running (cannot connect to ${t.socketPath ?? t.url}): start it with "npm start"`);
     } else if (err.code === 'EACCES') {
-      io.err(`nodevirtd: permission denied on ${target.socketPath}: run as root or as a member of the socket's group`);
+      io.err(`nodevirtd: permission denied on ${t.socketPath}: run as root or as a member of the socket's group`);
     } else {
       io.err(`nodevirtd: ${err.message}`);
     }

@@ -1,7 +1,7 @@
 // The daemon's configuration: a YAML file (default /etc/nodevirt/config.yaml) plus NODEVIRT_* environment
 // overrides, validated against one JSON schema so every mistake is reported with its path.
 import { readFile } from 'node:fs/promises';
-import { Ajv2020 } from 'ajv/dist/2020.js';
+import { Ajv2020, type ErrorObject } from 'ajv/dist/2020.js';
 import { parse as parseYaml } from 'yaml';
 import { AppError } from '../lib/errors.js';
 
@@ -101,7 +101,7 @@ export const ENV_OVERRIDES: Record<string, (c: FileConfig, v: string) => void> =
     }
     const m = /^(.*):(\d+)$/.exec(v);
     if (!m) throw new AppError('CONFIG_INVALID', `NODEVIRT_TCP must be HOST:PORT or "off", got ${JSON.stringify(v)}`);
-    api.tcp = { host: m[1]!.replace(/^\[(.*)\]$/, '$1') || '0.0.0.0', port: Number(m[2]) };
+    api.tcp = { host: m[1]!.replace(/^\[(.*)\]$/, '$1') || '127.0.0.1', port: Number(m[2]) };
   },
   NODEVIRT_BUS_ADDRESS: (c, v) => ((c.libvirt ??= {}).busAddress = v),
   NODEVIRT_VIRT_TYPE: (c, v) => (c.virtType = v as Config['virtType']),
@@ -137,23 +137,48 @@ export async function loadConfig(opts: LoadConfigOptions = {}): Promise<{ config
   return { config: resolveConfig(file, env, text === null ? 'defaults' : path), source: text === null ? null : path };
 }
 
+const ENV_POINTERS: Record<string, string> = {
+  NODEVIRT_STATE_DIR: '/stateDir',
+  NODEVIRT_LOG_LEVEL: '/logLevel',
+  NODEVIRT_SOCKET: '/api/unixSocket/path',
+  NODEVIRT_SOCKET_GROUP: '/api/unixSocket/group',
+  NODEVIRT_TCP: '/api/tcp',
+  NODEVIRT_BUS_ADDRESS: '/libvirt/busAddress',
+  NODEVIRT_VIRT_TYPE: '/virtType',
+};
+
+function explain(e: ErrorObject, envSources: Map<string, string>): string {
+  let reason: string;
+  if (e.keyword === 'additionalProperties') reason = `unknown key "${String(e.params.additionalProperty)}"`;
+  else if (e.keyword === 'enum') reason = `must be one of ${(e.params.allowedValues as unknown[]).map((v) => JSON.stringify(v)).join(', ')}`;
+  else if (e.instancePath === '/api/unixSocket/mode' && e.keyword === 'type') reason = 'must be a quoted octal string such as "0660" (unquoted YAML reads 0660 as a number)';
+  else reason = e.message ?? 'invalid';
+  for (const [name, value] of envSources) {
+    const ptr = ENV_POINTERS[name];
+    if (ptr && (e.instancePath === ptr || e.instancePath.startsWith(`${ptr}/`))) return `${reason} (set by ${name}=${JSON.stringify(value)})`;
+  }
+  return reason;
+}
+
 /** Pure: validate a parsed file, apply env overrides, fill defaults. */
 export function resolveConfig(file: unknown, env: NodeJS.ProcessEnv, origin = 'config'): Config {
   if (file === null || typeof file !== 'object' || Array.isArray(file)) {
     throw new AppError('CONFIG_INVALID', `${origin}: the top level must be a mapping`);
   }
   const merged = structuredClone(file) as FileConfig;
+  // Which environment variable set each key, so an error names the variable rather than the file.
+  const envSources = new Map<string, string>();
   for (const [name, apply] of Object.entries(ENV_OVERRIDES)) {
     const v = env[name];
-    if (v !== undefined) apply(merged, v);
+    if (v === undefined) continue;
+    const before = JSON.stringify(merged);
+    apply(merged, v);
+    if (JSON.stringify(merged) !== before) envSources.set(name, v);
   }
   if (!validateFile(merged)) {
-    const issues = (validateFile.errors ?? []).map((e) => ({
-      pointer: e.instancePath || '/',
-      reason: e.keyword === 'additionalProperties' ? `unknown key "${String(e.params.additionalProperty)}"` : (e.message ?? 'invalid'),
-    }));
+    const issues = (validateFile.errors ?? []).map((e) => ({ pointer: e.instancePath || '/', reason: explain(e, envSources) }));
     const detail = issues.map((i) => `${i.pointer}: ${i.reason}`).join('; ');
-    throw new AppError('CONFIG_INVALID', `${origin} (with NODEVIRT_* overrides): ${detail}`, { issues });
+    throw new AppError('CONFIG_INVALID', `${origin}: ${detail}`, { issues });
   }
   const d = DEFAULT_CONFIG;
   const sock = merged.api?.unixSocket ?? {};

@@ -63,16 +63,17 @@ export function hostChecks(f: HostFacts): HostCheck[] {
     fromProbe('vxlan', 'VXLAN support', f.net.vxlan, 'warn', 'VXLAN devices can be created', 'VXLAN overlays are unavailable'),
     fromProbe('nftables', 'nftables', f.net.nftables, 'fail', 'nftables rulesets can be loaded', 'no nftables: NAT, port forwards and anti-spoofing are unavailable'),
   ];
-  const needed = ['cpu', 'memory', 'devices'];
+  // cgroup v2 has no devices controller (device access is a BPF program); v1 needs it.
+  const needed = f.cgroups.version === 'v2' ? ['cpu', 'memory'] : ['cpu', 'memory', 'devices'];
   const missing = needed.filter((c) => !f.cgroups.controllers.includes(c));
   checks.push({
     name: 'cgroups',
     title: 'cgroup controllers',
-    status: f.cgroups.version === 'none' ? 'warn' : missing.length === 0 || f.cgroups.version === 'v2' ? 'pass' : 'warn',
+    status: f.cgroups.version !== 'none' && missing.length === 0 ? 'pass' : 'warn',
     message:
       f.cgroups.version === 'none'
         ? 'no cgroup hierarchy mounted: VM resource limits are not enforced'
-        : `cgroup ${f.cgroups.version}, controllers: ${f.cgroups.controllers.join(' ') || 'none'}${missing.length && f.cgroups.version !== 'v2' ? `; missing ${missing.join(' ')}` : ''}`,
+        : `cgroup ${f.cgroups.version}, controllers: ${f.cgroups.controllers.join(' ') || 'none'}${missing.length ? `; missing ${missing.join(' ')}` : ''}`,
   });
   checks.push({
     name: 'iommu',

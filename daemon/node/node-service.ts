@@ -44,10 +44,12 @@ export function createNodeService(deps: {
   configuredVirtType: 'auto' | 'kvm' | 'qemu';
   /** How long probed facts are reused; memory is always fresh enough at this interval. */
   cacheMs?: number;
+  /** When the daemon process started (epoch ms); defaults to when this service was created. */
+  startedAt?: number;
   now?: () => number;
 }): NodeService {
   const now = deps.now ?? Date.now;
-  const startedAt = now();
+  const startedAt = deps.startedAt ?? now();
   const cacheMs = deps.cacheMs ?? 10_000;
   let cached: { at: number; facts: Promise<HostFacts> } | null = null;
   let decision: VirtDecision | null = null;

@@ -33,7 +33,15 @@ export function createStore(opts: { stateDir: string }): Store {
     path,
     async open() {
       await mkdir(opts.stateDir, { recursive: true, mode: 0o750 });
-      await db.open();
+      try {
+        await db.open();
+      } catch (e) {
+        // classic-level hides the reason in `cause`; the common one is a second daemon on the same state dir.
+        const cause = (e as { cause?: unknown }).cause;
+        const why = cause instanceof Error ? cause.message : (e as Error).message;
+        if (/lock/i.test(why)) throw new Error(`state database ${path} is locked: is another nodevirtd running on ${opts.stateDir}? (${why})`);
+        throw new Error(`cannot open the state database ${path}: ${why}`);
+      }
       const meta = db.sublevel<string, number>('meta', { valueEncoding: 'json' });
       const version = await meta.get('schemaVersion');
       if (version === undefined) {

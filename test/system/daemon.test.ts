@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { apiRequest } from '../../daemon/cli/api-client.js';
 import { loadApiSpec, type ApiSpec } from '../../daemon/api/openapi.js';
+import { testDomainName, testDomainXml } from '../contract/test-domain.js';
 
 const MAIN = join(process.cwd(), 'dist/daemon/main.js');
 
@@ -130,12 +131,20 @@ describe('nodevirtd as a process', () => {
     expect(() => run('token', 'create', 'ci-test')).toThrow(/CONFLICT/);
   });
 
-  it('SIGTERM: STOPPING=1, a clean exit 0, and the socket is gone', async () => {
-    daemon.kill('SIGTERM');
-    expect(await exit).toBe(0);
-    await notify.waitFor(/STOPPING=1/, 1000);
-    expect(existsSync(sock)).toBe(false);
-    expect(logs).toMatch(/VMs keep running/);
+  it('SIGTERM: STOPPING=1, a clean exit 0, the socket is gone, and a running VM keeps running', async () => {
+    const vm = testDomainName('survive');
+    const xmlPath = join(dir, 'vm.xml');
+    await writeFile(xmlPath, testDomainXml({ name: vm }));
+    execFileSync('virsh', ['-c', 'qemu:///system', 'create', xmlPath]);
+    try {
+      daemon.kill('SIGTERM');
+      expect(await exit).toBe(0);
+      await notify.waitFor(/STOPPING=1/, 1000);
+      expect(existsSync(sock)).toBe(false);
+      expect(execFileSync('virsh', ['-c', 'qemu:///system', 'domstate', vm]).toString().trim()).toBe('running');
+    } finally {
+      execFileSync('virsh', ['-c', 'qemu:///system', 'destroy', vm], { stdio: 'ignore' });
+    }
   });
 });
 

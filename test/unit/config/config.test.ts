@@ -55,9 +55,14 @@ describe('config', () => {
     }
   });
 
-  it('rejects a malformed NODEVIRT_TCP and a bad virtType from the environment', () => {
+  it('rejects a malformed NODEVIRT_TCP and a bad virtType from the environment, naming the variable and the choices', () => {
     expect(() => resolveConfig({}, { NODEVIRT_TCP: 'nonsense' })).toThrow(/NODEVIRT_TCP/);
-    expect(() => resolveConfig({}, { NODEVIRT_VIRT_TYPE: 'xen' })).toThrow(/virtType/);
+    expect(() => resolveConfig({}, { NODEVIRT_VIRT_TYPE: 'xen' })).toThrow('/virtType: must be one of "auto", "kvm", "qemu" (set by NODEVIRT_VIRT_TYPE="xen")');
+    expect(resolveConfig({}, { NODEVIRT_TCP: ':8006' }).api.tcp).toEqual({ host: '127.0.0.1', port: 8006 });
+  });
+
+  it('explains an unquoted socket mode', () => {
+    expect(() => resolveConfig({ api: { unixSocket: { mode: 432 } } }, {})).toThrow(/quoted octal string/);
   });
 
   it('rejects YAML that is not a mapping', async () => {

@@ -55,4 +55,9 @@ describe('hostChecks', () => {
     expect(by['cgroups']!.message).toContain('missing memory devices');
     expect(by['iommu']!.status).toBe('warn');
   });
+  it('cgroup v2 needs cpu and memory too', () => {
+    const by = Object.fromEntries(hostChecks(facts({ cgroups: { version: 'v2', controllers: ['io', 'pids'] } })).map((c) => [c.name, c]));
+    expect(by['cgroups']).toMatchObject({ status: 'warn' });
+    expect(by['cgroups']!.message).toContain('missing cpu memory');
+  });
 });

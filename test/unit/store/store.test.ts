@@ -35,6 +35,14 @@ describe('store', () => {
     await s2.close();
   });
 
+  it('says another daemon holds the state dir when the database is locked', async () => {
+    const dir = await tmp();
+    const first = createStore({ stateDir: dir });
+    await first.open();
+    await expect(createStore({ stateDir: dir }).open()).rejects.toThrow(/is locked: is another nodevirtd running/);
+    await first.close();
+  });
+
   it('refuses a database written by a newer schema', async () => {
     const dir = await tmp();
     const raw = new ClassicLevel<string, unknown>(join(dir, 'db'), { valueEncoding: 'json' });
