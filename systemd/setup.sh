@@ -26,7 +26,13 @@ while [ $# -gt 0 ]; do
 		exit 0
 		;;
 	--) shift; break ;;
-	*) break ;; # the rest belongs to the daemon (--start)
+	*)
+		# With --start the rest belongs to the daemon; otherwise a typo such as --for-test must not
+		# quietly run a different set-up.
+		[ "$start" = 1 ] && break
+		echo "setup: unknown option: $1 (see the usage at the top of $0)" >&2
+		exit 2
+		;;
 	esac
 done
 if [ $((start + for_tests + host_only)) -gt 1 ]; then
@@ -88,6 +94,8 @@ install_packages() {
 			printf '#!/bin/sh\n# Temporary, from nodevirt systemd/setup.sh: no service starts during its apt-get.\nexit 101\n' >$policy_rc
 			chmod 0755 $policy_rc
 			own_policy=1
+			# Interrupted (Ctrl-C, CI timeout): never leave every service start on the machine blocked.
+			trap 'rm -f /usr/sbin/policy-rc.d' EXIT INT TERM
 		fi
 		local apt_opts=(-y -q --no-install-recommends -o Dpkg::Options::=--force-confold -o Dpkg::Options::=--force-confdef)
 		local rc=0
@@ -100,7 +108,10 @@ install_packages() {
 			rc=0
 			apt-get update -q >&2 && apt-get install "${apt_opts[@]}" "${missing[@]}" >&2 || rc=$?
 		fi
-		[ $own_policy = 1 ] && rm -f $policy_rc
+		if [ $own_policy = 1 ]; then
+			rm -f $policy_rc
+			trap - EXIT INT TERM
+		fi
 		[ $rc = 0 ] || die "apt-get failed (rc $rc) installing: ${missing[*]}"
 	fi
 	flock -u 8
