@@ -102,6 +102,6 @@ describe('systemd/setup.sh', () => {
     const config = resolveConfig(file, {});
     const { tcp, ...api } = config.api;
     expect({ ...config, api }).toEqual({ ...DEFAULT_CONFIG, libvirt: { ...DEFAULT_CONFIG.libvirt, busAddress: 'unix:path=/run/dbus/system_bus_socket' } });
-    expect(tcp).toEqual({ host: '127.0.0.1', port: 8443 });
+    expect(tcp).toEqual({ host: '127.0.0.1', port: 8006 });
   });
 });
