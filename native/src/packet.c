@@ -235,7 +235,9 @@ static napi_value ps_new(napi_env env, napi_callback_info info) {
 
   unsigned ifindex = if_nametoindex(ifname);
   if (ifindex == 0) return nv_throw_errno(env, errno, "if_nametoindex", ifname);
-  uint16_t proto = udp_port >= 0 ? ETH_P_IP : ether_type >= 0 ? (uint16_t)ether_type : ETH_P_ALL;
+  // Always ETH_P_ALL: on a bridge port the bridge's rx handler takes every frame before protocol-specific
+  // packet sockets see it; only ETH_P_ALL taps run first. The BPF program checks the EtherType itself.
+  uint16_t proto = ETH_P_ALL;
 
   // Protocol 0 receives nothing until bind(), so no unfiltered frame can queue before the filter is on.
   int fd = socket(AF_PACKET, SOCK_RAW | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
