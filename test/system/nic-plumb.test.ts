@@ -80,11 +80,18 @@ function vlanTagged(srcMac: string): Buffer {
   return eth(srcMac, 0x8100, Buffer.concat([tag, udp4(srcMac, '10.50.0.99', '10.50.0.255', 1, 2).subarray(14)]));
 }
 
-// Opens the persistent tap as its "VM" would and writes one frame per hex line.
+// Opens the persistent tap as its "VM" would and writes one frame per hex line. Opening brings the carrier
+// up, but the bridge enables the port only when linkwatch gets to it: until the port forwards (state 3)
+// the bridge drops frames before any hook sees them, so wait for that first.
 const WRITE_FRAMES = `
-import fcntl, os, struct, sys
+import fcntl, os, struct, sys, time
 fd = os.open('/dev/net/tun', os.O_RDWR)
 fcntl.ioctl(fd, 0x400454ca, struct.pack('16sH', sys.argv[1].encode(), 0x0002 | 0x1000))
+deadline = time.time() + 10
+while open('/sys/class/net/%s/brport/state' % sys.argv[1]).read().strip() != '3':
+    if time.time() > deadline:
+        sys.exit('bridge port never reached forwarding')
+    time.sleep(0.01)
 for line in sys.stdin.read().split():
     os.write(fd, bytes.fromhex(line))
 os.close(fd)
