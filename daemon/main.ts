@@ -14,6 +14,11 @@ import { createNotifier } from './host/notify.js';
 import { createLibvirtClient } from './libvirt/client.js';
 import { errorMessage, isAppError } from './lib/errors.js';
 import { createLogger, type Logger } from './lib/logger.js';
+import { createDhcpService } from './net/dhcp/dhcp-service.js';
+import { createLeaseRepo, type StoredLease } from './net/dhcp/lease-repo.js';
+import { createDhcpServerRegistry } from './net/dhcp/registry.js';
+import { createRelayTransport } from './net/dhcp/relay-transport.js';
+import { openPacketSocket } from './host/native.js';
 import { createNodeService } from './node/node-service.js';
 import { createStore } from './store/store.js';
 
@@ -88,12 +93,28 @@ async function serve(config: Config, configSource: string | null, logger: Logger
     startedAt: performance.timeOrigin,
   });
   const tokens = createTokenService({ tokens: store.sublevel<StoredToken>('tokens') });
+  // Per-interface DHCP: the NIC layer attaches one server per VM interface; the packet transport opens when
+  // the tap appears and closes with it. Leases are persisted (coalesced) and served at GET /v1/leases.
+  const dhcpLog = logger.child({ component: 'dhcp' });
+  const leases = createLeaseRepo({ leases: store.sublevel<StoredLease>('dhcp-leases'), logger: dhcpLog });
+  await leases.start();
+  closers.push({ name: 'leases', close: () => leases.stop() });
+  const dhcpRegistry = createDhcpServerRegistry();
+  const dhcp = createDhcpService({ openPacketSocket, leases, registry: dhcpRegistry, logger: dhcpLog });
+  dhcp.start();
+  closers.push({ name: 'dhcp', close: async () => dhcp.stop() });
+  if (config.dhcp.relay) {
+    const relay = createRelayTransport({ registry: dhcpRegistry, address: config.dhcp.relay.address, port: config.dhcp.relay.port, logger: dhcpLog });
+    const bound = await relay.start();
+    closers.push({ name: 'dhcp-relay', close: () => relay.stop() });
+    dhcpLog.info(bound, 'DHCP relay listener up');
+  }
   const virt = await node.virtType();
   logger.info(virt, `virtualization: ${virt.virtType}`);
 
   // transport
   const spec = await loadApiSpec();
-  const app = createApp({ logger, spec, node, tokens, version: VERSION });
+  const app = createApp({ logger, spec, node, tokens, leases, version: VERSION });
   const servers = await startServers({
     app,
     logger,

@@ -26,7 +26,7 @@ export interface AppDeps {
    * DHCP leases (net/dhcp/lease-repo.ts). Optional only until main.ts wires it: without it GET /v1/leases
    * answers 500 INTERNAL rather than an empty list that would look like "no guest has an address".
    */
-  leases?: LeaseQuery;
+  leases: LeaseQuery;
   version: string;
   /** Check every response against the spec; a mismatch becomes 500 RESPONSE_INVALID. Tests turn it on. */
   validateResponses?: boolean;
@@ -61,7 +61,7 @@ export function createApp(deps: AppDeps): Koa {
     ...healthzRoutes(),
     ...nodeRoutes(deps),
     ...tokenRoutes(deps),
-    ...leaseRoutes({ leases: deps.leases ?? { list: () => Promise.reject(new AppError('INTERNAL', 'the DHCP lease repository is not wired into the API')) } }),
+    ...leaseRoutes({ leases: deps.leases }),
     ...docsRoutes(deps),
   };
 

@@ -3,6 +3,7 @@
 import { readFile } from 'node:fs/promises';
 import { Ajv2020, type ErrorObject } from 'ajv/dist/2020.js';
 import { parse as parseYaml } from 'yaml';
+import addFormatsModule from 'ajv-formats';
 import { AppError } from '../lib/errors.js';
 
 export const DEFAULT_CONFIG_PATH = '/etc/nodevirt/config.yaml';
@@ -22,6 +23,10 @@ export interface Config {
   };
   /** `auto` detects KVM usability; `kvm`/`qemu` force it. */
   virtType: 'auto' | 'kvm' | 'qemu';
+  dhcp: {
+    /** Absent: no relay listener. Present: a UDP socket answering relayed requests (giaddr set) for our VMs. */
+    relay?: { address: string; port: number };
+  };
 }
 
 export const DEFAULT_CONFIG: Config = {
@@ -30,6 +35,7 @@ export const DEFAULT_CONFIG: Config = {
   api: { unixSocket: { path: '/run/nodevirt/nodevirt.sock', mode: 0o660, group: 'nodevirt' } },
   libvirt: { uri: 'qemu:///system' },
   virtType: 'auto',
+  dhcp: {},
 };
 
 // What the file may contain. Every key optional (defaults fill in); unknown keys are errors so that a typo
@@ -73,6 +79,21 @@ const FILE_SCHEMA = {
       },
     },
     virtType: { enum: ['auto', 'kvm', 'qemu'] },
+    dhcp: {
+      type: 'object',
+      additionalProperties: false,
+      properties: {
+        relay: {
+          type: ['object', 'null'],
+          additionalProperties: false,
+          required: ['address'],
+          properties: {
+            address: { type: 'string', format: 'ipv4' },
+            port: { type: 'integer', minimum: 1, maximum: 65535 },
+          },
+        },
+      },
+    },
   },
 } as const;
 
@@ -82,9 +103,11 @@ type FileConfig = {
   api?: { unixSocket?: { path?: string; mode?: string; group?: string }; tcp?: { host?: string; port: number } | null };
   libvirt?: { uri?: string; busAddress?: string };
   virtType?: Config['virtType'];
+  dhcp?: { relay?: { address: string; port?: number } | null };
 };
 
 const ajv = new Ajv2020({ allErrors: true, strict: true });
+addFormatsModule.default(ajv, ['ipv4']);
 const validateFile = ajv.compile<FileConfig>(FILE_SCHEMA);
 
 /** Environment variables that override the file, and where each lands. */
@@ -199,5 +222,6 @@ export function resolveConfig(file: unknown, env: NodeJS.ProcessEnv, origin = 'c
       ...(merged.libvirt?.busAddress !== undefined ? { busAddress: merged.libvirt.busAddress } : {}),
     },
     virtType: merged.virtType ?? d.virtType,
+    dhcp: merged.dhcp?.relay ? { relay: { address: merged.dhcp.relay.address, port: merged.dhcp.relay.port ?? 67 } } : {},
   };
 }

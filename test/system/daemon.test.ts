@@ -61,13 +61,18 @@ describe('nodevirtd as a process', () => {
   let spec: ApiSpec;
   let sock: string;
   let exit: Promise<number | null>;
+  let relayPort: number;
 
   beforeAll(async () => {
     if (!existsSync(MAIN)) throw new Error(`${MAIN} is missing: run "bash systemd/setup.sh --for-tests" (it compiles the daemon)`);
     spec = await loadApiSpec();
     dir = await mkdtemp(join(tmpdir(), 'nvd-'));
     sock = join(dir, 'api.sock');
-    await writeFile(join(dir, 'config.yaml'), `stateDir: ${dir}/state\napi:\n  unixSocket: { path: ${sock}, group: root }\nlogLevel: debug\n`);
+    relayPort = 20000 + Math.floor(Math.random() * 20000);
+    await writeFile(
+      join(dir, 'config.yaml'),
+      `stateDir: ${dir}/state\napi:\n  unixSocket: { path: ${sock}, group: root }\nlogLevel: debug\ndhcp:\n  relay: { address: 127.0.0.1, port: ${relayPort} }\n`,
+    );
     notify = notifyReceiver(join(dir, 'notify.sock'));
     await notify.waitFor(/^LISTENING$/, 5000);
     daemon = spawn(process.execPath, [MAIN, '--config', join(dir, 'config.yaml')], {
@@ -114,6 +119,17 @@ describe('nodevirtd as a process', () => {
     expect(node.checks.find((c) => c.name === 'bridge')?.status).toBe('pass');
     expect(res.headers['x-request-id']).toBeTruthy();
     expect(logs).toContain(String(res.headers['x-request-id']));
+  });
+
+  it('serves GET /v1/leases from the lease repository, and opened the configured DHCP relay listener', async () => {
+    const res = await apiRequest({ socketPath: sock }, 'GET', '/v1/leases');
+    expect(res.status).toBe(200);
+    const op = spec.operations.find((o) => o.operationId === 'leasesList')!;
+    expect(op.validateResponse(200, String(res.headers['content-type']).split(';')[0]!.trim(), res.body)).toEqual([]);
+    expect(res.body).toEqual({ items: [] });
+    const udp = execFileSync('ss', ['-Hunlp', 'sport', '=', `:${relayPort}`]).toString();
+    expect(udp).toContain(`127.0.0.1:${relayPort}`);
+    expect(udp).toContain(`pid=${daemon.pid}`);
   });
 
   it('pings the watchdog at half the interval systemd asked for', async () => {

@@ -98,10 +98,12 @@ describe('systemd/setup.sh', () => {
       .map((l) => l.replace(/^#(\s*[A-Za-z][\w]*:)/, '$1'))
       .join('\n');
     const file = parseYaml(enabled) as Record<string, unknown>;
-    expect(Object.keys(file).sort()).toEqual(['api', 'libvirt', 'logLevel', 'stateDir', 'virtType']);
+    expect(Object.keys(file).sort()).toEqual(['api', 'dhcp', 'libvirt', 'logLevel', 'stateDir', 'virtType']);
     const config = resolveConfig(file, {});
     const { tcp, ...api } = config.api;
-    expect({ ...config, api }).toEqual({ ...DEFAULT_CONFIG, libvirt: { ...DEFAULT_CONFIG.libvirt, busAddress: 'unix:path=/run/dbus/system_bus_socket' } });
+    // Optional listeners (TCP, DHCP relay) are off by default; the example shows how to turn them on.
+    expect({ ...config, api, dhcp: {} }).toEqual({ ...DEFAULT_CONFIG, libvirt: { ...DEFAULT_CONFIG.libvirt, busAddress: 'unix:path=/run/dbus/system_bus_socket' } });
     expect(tcp).toEqual({ host: '127.0.0.1', port: 8006 });
+    expect(config.dhcp.relay).toEqual({ address: '127.0.0.1', port: 67 });
   });
 });

@@ -36,6 +36,7 @@ async function app(): Promise<Koa> {
       },
     },
     tokens,
+    leases: { list: async () => [] },
     version: 't',
     validateResponses: true,
   });

@@ -109,7 +109,7 @@ describe('api-spec/openapi.yaml', () => {
       // without an operation and an operation without a handler).
       const ids = s.operations.map((o) => o.operationId).sort();
       const { createApp } = await import('../../../daemon/api/app.js');
-      const app = createApp({ logger: (await import('../../../daemon/lib/logger.js')).silentLogger(), spec: s, node: { info: async () => Promise.reject(new Error('unused')) }, tokens: h.tokens, version: 't' });
+      const app = createApp({ logger: (await import('../../../daemon/lib/logger.js')).silentLogger(), spec: s, node: { info: async () => Promise.reject(new Error('unused')) }, tokens: h.tokens, leases: { list: async () => [] }, version: 't' });
       const routerLayers = app.middleware
         .map((m) => (m as { router?: { stack: Array<{ name?: string }> } }).router)
         .find((r) => r !== undefined);
@@ -128,7 +128,7 @@ describe('api-spec/openapi.yaml', () => {
     const h = await startApp();
     try {
       expect(() =>
-        createApp({ logger: silentLogger(), spec: { ...s, operations: [...s.operations, extra] }, node: { info: async () => Promise.reject(new Error('unused')) }, tokens: h.tokens, version: 't' }),
+        createApp({ logger: silentLogger(), spec: { ...s, operations: [...s.operations, extra] }, node: { info: async () => Promise.reject(new Error('unused')) }, tokens: h.tokens, leases: { list: async () => [] }, version: 't' }),
       ).toThrow(/vmsList .* has no handler/);
     } finally {
       await h.close();

@@ -61,6 +61,12 @@ describe('config', () => {
     expect(resolveConfig({}, { NODEVIRT_TCP: ':8006' }).api.tcp).toEqual({ host: '127.0.0.1', port: 8006 });
   });
 
+  it('DHCP relay listener: off by default, port 67 unless given, address must be IPv4', () => {
+    expect(resolveConfig({}, {}).dhcp).toEqual({});
+    expect(resolveConfig({ dhcp: { relay: { address: '10.0.0.1' } } }, {}).dhcp.relay).toEqual({ address: '10.0.0.1', port: 67 });
+    expect(() => resolveConfig({ dhcp: { relay: { address: 'eth0' } } }, {})).toThrow(/\/dhcp\/relay\/address/);
+  });
+
   it('explains an unquoted socket mode', () => {
     expect(() => resolveConfig({ api: { unixSocket: { mode: 432 } } }, {})).toThrow(/quoted octal string/);
   });
