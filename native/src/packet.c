@@ -35,6 +35,7 @@ typedef struct {
   bool open;
   bool uv_alive;   // poll handle initialised and its close callback not yet run
   bool finalized;  // JS wrapper collected
+  bool in_callback;
   double received, truncated, sent, kernel_drops;
   unsigned char buf[FRAME_MAX];
 } psock;
@@ -142,7 +143,14 @@ static bool deliver(psock *ps, napi_value err, const unsigned char *frame, size_
       napi_get_reference_value(env, ps->cb, &cb) != napi_ok ||
       napi_get_reference_value(env, ps->self, &self) != napi_ok || cb == NULL || self == NULL)
     return false;
+  ps->in_callback = true;
   napi_status s = napi_make_callback(env, ps->actx, self, cb, 4, argv, &result);
+  ps->in_callback = false;
+  // close() from inside the callback leaves the async context to us: it is in use until here.
+  if (!ps->open && ps->actx != NULL) {
+    (void)napi_async_destroy(env, ps->actx);
+    ps->actx = NULL;
+  }
   if (s == napi_ok) return true;
   // A throwing callback is an uncaught exception, as for any Node event callback.
   bool pending = false;
@@ -349,8 +357,10 @@ static napi_value ps_close(napi_env env, napi_callback_info info) {
   psock *ps = unwrap(env, info, &argc, NULL);
   if (ps == NULL || !ps->open) return NULL;
   stop_io(ps);
-  if (ps->actx != NULL) (void)napi_async_destroy(env, ps->actx);
-  ps->actx = NULL;
+  if (ps->actx != NULL && !ps->in_callback) {
+    (void)napi_async_destroy(env, ps->actx);
+    ps->actx = NULL;
+  }
   // The wrapper may now be collected; the finalizer frees ps once uv is done with it.
   if (ps->self != NULL) (void)napi_reference_unref(env, ps->self, NULL);
   return NULL;
