@@ -27,7 +27,8 @@ const spec = (i: number, round: string): NicSpec => ({
   vmId: `bench-${round}-${i}`,
   nicId: 'nic0',
   mac: `0e:00:00:${((i >> 16) & 255).toString(16).padStart(2, '0')}:${((i >> 8) & 255).toString(16).padStart(2, '0')}:${(i & 255).toString(16).padStart(2, '0')}`,
-  ipv4: `10.60.${(i >> 8) & 255}.${(i & 255) + (i % 256 === 0 ? 1 : 0) + 1}`,
+  // Host part i+2 of 10.60.0.0/16: .0.1 is the gateway.
+  ipv4: `10.60.${((i + 2) >> 8) & 255}.${(i + 2) & 255}`,
   mtu: 1400,
   bridge: BR,
 });
