@@ -512,6 +512,25 @@ describe('packet sockets on a veth whose peer is in another namespace', () => {
     s.close();
   });
 
+  it('sees frames on a bridge port, where the bridge takes them before protocol-bound sockets', async () => {
+    const br = uniq('nvb');
+    ip('link', 'add', br, 'type', 'bridge');
+    try {
+      ip('link', 'set', 'dev', host, 'master', br);
+      ip('link', 'set', 'dev', br, 'up');
+      const c = collector();
+      const s = sock(host, { udpDstPort: 67 }, c.onFrame);
+      const f = dhcpFrame('bridged');
+      peerSend(ns, peer, [f]);
+      const got = await c.waitFor(1);
+      expect(got[0]!.frame.equals(f)).toBe(true);
+      s.close();
+    } finally {
+      spawnSync('ip', ['link', 'del', 'dev', br], { stdio: 'ignore' });
+    }
+    expect(linkExists(host)).toBe(true);
+  });
+
   it('reports ENETDOWN when the link goes down and reads again once it is up', async () => {
     const c = collector();
     const errors: string[] = [];
