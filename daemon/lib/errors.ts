@@ -30,6 +30,12 @@ export const ERROR_CODES = {
   IP_IN_USE: 'the IP address is already allocated',
   IP_POOL_EXHAUSTED_CONFLICT: 'the network has no free IP address left',
   NIC_EXISTS: 'the NIC is already plumbed',
+  // VMs and storage (vm/, storage/)
+  VM_SPEC_INVALID: 'the VM spec is not valid',
+  FIRMWARE_INVALID: 'the requested firmware is not installed on this host',
+  PATH_INVALID: 'the path is not inside an allowed storage root',
+  IMAGE_INVALID: 'the image file is not a usable raw or qcow2 image',
+  STORAGE_ERROR: 'a storage operation failed',
   INTERNAL: 'internal error',
   RESPONSE_INVALID: 'the daemon produced a response that does not match the API schema',
 } as const;

@@ -98,6 +98,8 @@ const SHORT_NAME_RE = /^[a-z0-9]([a-z0-9-]{0,30}[a-z0-9])?$/;
 /** C0 controls and DEL; multi-line documents (cloud-init) may keep tab, LF and CR. */
 const CONTROL_RE = /[\u0000-\u001f\u007f]/;
 const DOC_CONTROL_RE = /[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f]/;
+/** Lone surrogates and U+FFFE/U+FFFF cannot be encoded in an XML document or a UTF-8 file. */
+const NON_XML_RE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]|[\ufffe\uffff]/;
 const DOC_POINTERS = new Set(['/cloudInit/userData', '/cloudInit/metaData', '/cloudInit/networkData']);
 
 export function vcpuCount(spec: Pick<VmSpec, 'cpu'>): number {
@@ -138,6 +140,7 @@ export function validateVmSpec(spec: VmSpec, host: HostCapacity): ErrorIssue[] {
 
   for (const [pointer, s] of strings(spec, '')) {
     if ((DOC_POINTERS.has(pointer) ? DOC_CONTROL_RE : CONTROL_RE).test(s)) bad(pointer, 'must not contain control characters');
+    else if (NON_XML_RE.test(s)) bad(pointer, 'must be valid Unicode text (no lone surrogates or non-characters)');
   }
 
   if (typeof spec.name !== 'string' || !VM_NAME_RE.test(spec.name)) {
