@@ -196,6 +196,8 @@ export function validateVmSpec(spec: VmSpec, host: HostCapacity): ErrorIssue[] {
       if (d.bus !== undefined && !['virtio', 'sata', 'scsi'].includes(d.bus)) bad(`${p}/bus`, 'must be virtio, sata or scsi');
       if (isCdrom(d) && d.bus === 'virtio') bad(`${p}/bus`, 'a CD-ROM needs a sata or scsi bus');
       if (isCdrom(d) && d.readonly === false) bad(`${p}/readonly`, 'a CD-ROM is always read-only');
+      // QEMU cannot make a SATA (AHCI) hard disk read-only; libvirt refuses the definition.
+      if (!isCdrom(d) && d.readonly === true && diskBus(d) === 'sata') bad(`${p}/readonly`, 'a read-only disk needs a virtio or scsi bus (QEMU has no read-only SATA disks)');
       if (d.image && (typeof d.image.name !== 'string' || !SHORT_NAME_RE.test(d.image.name))) bad(`${p}/image/name`, 'must be an image name');
       if (d.cdrom && (typeof d.cdrom.image !== 'string' || !SHORT_NAME_RE.test(d.cdrom.image))) bad(`${p}/cdrom/image`, 'must be an image name');
       if (d.volume) {

@@ -38,7 +38,7 @@ describe('buildDomainXml golden files', () => {
       disks: [
         { name: 'root', image: { name: 'debian12' }, bootOrder: 1 },
         { name: 'data', volume: { sizeBytes: 2 ** 30 }, bus: 'scsi' },
-        { name: 'logs', host: { path: 'logs.raw' }, bus: 'sata', readonly: true },
+        { name: 'logs', host: { path: 'logs.raw' }, bus: 'sata' }, { name: 'ro', host: { path: 'ro.raw' }, readonly: true },
         { name: 'iso', cdrom: { image: 'installer' }, bootOrder: 2 },
       ],
       interfaces: [{ network: 'lan', bootOrder: 3 }, { name: 'mgmt', network: 'nat', model: 'e1000' }],
@@ -54,6 +54,7 @@ describe('buildDomainXml golden files', () => {
           root: { path: '/var/lib/nodevirt/overlays/web-root.qcow2', format: 'qcow2' },
           data: { path: '/var/lib/nodevirt/volumes/web-data.qcow2', format: 'qcow2' },
           logs: { path: '/srv/vm/logs.raw', format: 'raw' },
+          ro: { path: '/srv/vm/ro.raw', format: 'raw' },
           iso: { path: '/var/lib/nodevirt/images/installer', format: 'raw' },
         },
         nics: [

@@ -58,6 +58,7 @@ describe('validateVmSpec', () => {
   it('keeps CD-ROMs off virtio and read-only', () => {
     expect(pointers(base({ disks: [{ name: 'c', cdrom: { image: 'iso' }, bus: 'virtio' }] }))).toEqual(['/disks/0/bus']);
     expect(pointers(base({ disks: [{ name: 'c', cdrom: { image: 'iso' }, readonly: false }] }))).toEqual(['/disks/0/readonly']);
+    expect(pointers(base({ disks: [{ name: 'd', image: { name: 'i' }, bus: 'sata', readonly: true }] }))).toEqual(['/disks/0/readonly']);
   });
 
   it('refuses boot orders used twice across disks and interfaces', () => {
