@@ -30,6 +30,11 @@ export const ERROR_CODES = {
   IP_IN_USE: 'the IP address is already allocated',
   IP_POOL_EXHAUSTED_CONFLICT: 'the network has no free IP address left',
   NIC_EXISTS: 'the NIC is already plumbed',
+  // networks (net/network-*.ts)
+  NETWORK_NOT_FOUND: 'no such network',
+  NETWORK_INVALID: 'the network spec is not valid on this host',
+  NETWORK_IN_USE: 'the network is used by VM NICs',
+  NETWORK_CONFLICT: 'the network conflicts with what exists on the host',
   // VMs and storage (vm/, storage/)
   VM_SPEC_INVALID: 'the VM spec is not valid',
   FIRMWARE_INVALID: 'the requested firmware is not installed on this host',
