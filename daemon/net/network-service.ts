@@ -1,0 +1,220 @@
+// The Networks service: declarative PUT (plan from what the host has, apply with a revert stack, persist),
+// GET with per-check status, DELETE refused while NICs use the network. The generation moves only when
+// the spec really changes; it is the ETag, and If-Match guards against lost updates.
+import { AppError } from '../lib/errors.js';
+import type { Logger } from '../lib/logger.js';
+import type { KeySpace, Store } from '../store/store.js';
+import { createIpam, type Ipam, type IpamEntry } from './ipam.js';
+import { driverFor, planNetwork } from './network-drivers.js';
+import { readHostState, type NetAdapters } from './network-host.js';
+import { normaliseSpec, renderDiff, sameSpec, describeChange, type NetworkSpec, type NicAttachment, type NormalSpec, type StatusCheck } from './network-model.js';
+
+export interface NetworkRecord {
+  name: string;
+  spec: NormalSpec;
+  generation: number;
+  createdAt: string;
+  updatedAt: string;
+  /** The nft scripts we last applied, keyed "family table": what "unchanged" is compared against. */
+  nft: Record<string, string>;
+}
+
+export interface NetworkView {
+  name: string;
+  generation: number;
+  spec: NormalSpec;
+  status: { ready: boolean; bridge: string | undefined; checks: StatusCheck[] };
+  createdAt: string;
+  updatedAt: string;
+}
+
+export interface PutResult {
+  network: NetworkView;
+  created: boolean;
+  /** The spec changed (the generation moved) or the host needed changes. */
+  changed: boolean;
+  dryRun: boolean;
+  changes: string[];
+  diff: string;
+}
+
+export interface NetworkServiceDeps {
+  store: Pick<Store, 'sublevel'>;
+  adapters: NetAdapters;
+  /** The VM layer's answer to "which NICs use this network" (ids "vmId/nicId"). */
+  nicsUsing?: (network: string) => Promise<string[]>;
+  logger?: Logger;
+  now?: () => Date;
+}
+
+export interface NetworkService {
+  put(name: string, spec: NetworkSpec, opts?: { ifMatch?: string; dryRun?: boolean }): Promise<PutResult>;
+  get(name: string): Promise<NetworkView>;
+  list(): Promise<NetworkView[]>;
+  delete(name: string, opts?: { ifMatch?: string }): Promise<void>;
+  /** How a NIC attaches to this network (nic.ts spec fields); NETWORK_NOT_FOUND. */
+  nicAttachment(name: string): Promise<NicAttachment>;
+  /** The network's address allocator (IPAM networks only); NETWORK_INVALID without IPAM. */
+  ipam(name: string): Promise<Ipam>;
+  /** Re-plans against the host (e.g. after a NIC got its address, so its port forward appears). */
+  refresh(name: string): Promise<string[]>;
+}
+
+/** Strong ETag of a generation. */
+export const etagOf = (generation: number) => `"${generation}"`;
+
+function checkIfMatch(ifMatch: string | undefined, rec: NetworkRecord | undefined, name: string): void {
+  if (ifMatch === undefined) return;
+  const tags = ifMatch.split(',').map((t) => t.trim().replace(/^W\//, ''));
+  if (tags.includes('*') ? rec !== undefined : rec !== undefined && tags.includes(etagOf(rec.generation))) return;
+  throw new AppError('PRECONDITION_FAILED', rec === undefined ? `network ${name} does not exist (If-Match: ${ifMatch})` : `network ${name} is at generation ${rec.generation}, not ${ifMatch}`, {
+    extra: { generation: rec?.generation },
+  });
+}
+
+export function createNetworkService(deps: NetworkServiceDeps): NetworkService {
+  const records: KeySpace<NetworkRecord> = deps.store.sublevel<NetworkRecord>('networks');
+  const a = deps.adapters;
+  const now = deps.now ?? (() => new Date());
+  const log = deps.logger?.child({ component: 'networks' });
+  const nicsUsing = deps.nicsUsing ?? (async () => []);
+  // One change at a time: plans read the host, and two concurrent plans would race on it.
+  let queue: Promise<unknown> = Promise.resolve();
+  const serial = <T>(fn: () => Promise<T>): Promise<T> => {
+    const run = queue.then(fn, fn);
+    queue = run.catch(() => undefined);
+    return run;
+  };
+  const ipamEntries = (name: string) => deps.store.sublevel<IpamEntry>(`ipam:${name}`);
+  // One allocator per network and subnet: its queue is what makes check-then-record atomic.
+  const ipams = new Map<string, { key: string; ipam: Ipam }>();
+
+  const must = async (name: string) => {
+    const r = await records.get(name);
+    if (!r) throw new AppError('NETWORK_NOT_FOUND', `no network ${name}`);
+    return r;
+  };
+
+  const nicAddresses = async (name: string, spec: NormalSpec): Promise<Map<string, string>> => {
+    const m = new Map<string, string>();
+    if (spec.ipam === undefined) return m;
+    for (const [k, v] of await ipamEntries(name).list()) if (k.startsWith('ip/')) m.set(v.owner, v.ip);
+    return m;
+  };
+
+  const host = (name: string, spec: NormalSpec, rec: NetworkRecord | undefined) => readHostState(a, driverFor(spec.type).query(name, spec), rec?.nft ?? {});
+
+  const view = async (rec: NetworkRecord): Promise<NetworkView> => {
+    const d = driverFor(rec.spec.type);
+    const h = await host(rec.name, rec.spec, rec);
+    const checks = d.status(rec.name, rec.spec, h, await nicAddresses(rec.name, rec.spec));
+    return {
+      name: rec.name,
+      generation: rec.generation,
+      spec: rec.spec,
+      status: { ready: checks.every((c) => c.ok), bridge: d.nicAttachment(rec.name, rec.spec).bridge, checks },
+      createdAt: rec.createdAt,
+      updatedAt: rec.updatedAt,
+    };
+  };
+
+  /** Plans and (unless dry) applies; returns the record to store and the change lines. */
+  const converge = async (name: string, desired: NormalSpec, prev: NetworkRecord | undefined, dryRun: boolean) => {
+    const h = await host(name, desired, prev);
+    const { changes, diff } = planNetwork({ name, desired, previous: prev?.spec, host: h, nicAddresses: await nicAddresses(name, desired) });
+    const nft = { ...(prev?.nft ?? {}) };
+    for (const c of changes) {
+      if (c.kind !== 'nft-table') continue;
+      const k = `${c.family} ${c.table}`;
+      if (c.script === undefined) delete nft[k];
+      else nft[k] = c.script;
+    }
+    if (!dryRun && changes.length > 0) {
+      await driverFor(desired.type).apply(a, changes);
+      log?.info({ network: name, changes: changes.length }, 'network applied');
+    }
+    return { changes, diff, nft };
+  };
+
+  return {
+    put(name, raw, opts = {}) {
+      return serial(async () => {
+        const desired = normaliseSpec(raw);
+        const d = driverFor(desired.type);
+        d.validate(name, desired);
+        const prev = await records.get(name);
+        checkIfMatch(opts.ifMatch, prev, name);
+        if (prev !== undefined) {
+          if (prev.spec.type !== desired.type) throw new AppError('NETWORK_INVALID', `network ${name} is a ${prev.spec.type} network; its type cannot change (delete it and create it again)`);
+          const users = await nicsUsing(name);
+          const moved = JSON.stringify(prev.spec.ipam?.subnet) !== JSON.stringify(desired.ipam?.subnet) || d.nicAttachment(name, prev.spec).bridge !== d.nicAttachment(name, desired).bridge;
+          if (moved && users.length > 0) throw new AppError('NETWORK_IN_USE', `network ${name}: its subnet or bridge cannot change while ${users.length} NIC(s) use it`, { extra: { nics: users } });
+        }
+        const specChanged = !sameSpec(prev?.spec, desired);
+        const dryRun = opts.dryRun ?? false;
+        const { changes, diff, nft } = await converge(name, desired, prev, dryRun);
+        const at = now().toISOString();
+        const rec: NetworkRecord = prev && !specChanged
+          ? { ...prev, nft }
+          : { name, spec: desired, generation: (prev?.generation ?? 0) + 1, createdAt: prev?.createdAt ?? at, updatedAt: at, nft };
+        if (!dryRun && (specChanged || changes.length > 0)) await records.put(name, rec);
+        const network = dryRun ? { ...(await view(prev ?? rec)), ...(prev ? {} : { generation: 0 }), spec: desired } : await view(rec);
+        return { network, created: prev === undefined, changed: specChanged || changes.length > 0, dryRun, changes: changes.flatMap(describeChange), diff };
+      });
+    },
+
+    async get(name) {
+      return view(await must(name));
+    },
+
+    async list() {
+      const out: NetworkView[] = [];
+      for (const [, r] of await records.list()) out.push(await view(r));
+      return out.sort((x, y) => (x.name < y.name ? -1 : 1));
+    },
+
+    delete(name, opts = {}) {
+      return serial(async () => {
+        const rec = await must(name);
+        checkIfMatch(opts.ifMatch, rec, name);
+        const users = await nicsUsing(name);
+        if (users.length > 0) throw new AppError('NETWORK_IN_USE', `network ${name} is used by ${users.length} NIC(s): ${users.slice(0, 5).join(', ')}`, { extra: { nics: users } });
+        const h = await host(name, rec.spec, rec);
+        const { changes } = planNetwork({ name, desired: undefined, previous: rec.spec, host: h, nicAddresses: new Map() });
+        await driverFor(rec.spec.type).apply(a, changes);
+        const entries = ipamEntries(name);
+        const left = await entries.list();
+        if (left.length > 0) await entries.batch(left.map(([key]) => ({ type: 'del' as const, key })));
+        await records.del(name);
+        ipams.delete(name);
+        log?.info({ network: name, changes: changes.length, diff: renderDiff(changes) }, 'network deleted');
+      });
+    },
+
+    async nicAttachment(name) {
+      const rec = await must(name);
+      return driverFor(rec.spec.type).nicAttachment(name, rec.spec);
+    },
+
+    async ipam(name) {
+      const rec = await must(name);
+      const ipam = rec.spec.ipam;
+      if (ipam === undefined) throw new AppError('NETWORK_INVALID', `network ${name} has no IPAM: its VMs get addresses from the LAN`);
+      const key = JSON.stringify(ipam);
+      const have = ipams.get(name);
+      if (have?.key === key) return have.ipam;
+      const made = createIpam({ entries: ipamEntries(name), subnet: { cidr: ipam.subnet, gateway: ipam.gateway, reserved: ipam.reserved } });
+      ipams.set(name, { key, ipam: made });
+      return made;
+    },
+
+    refresh(name) {
+      return serial(async () => {
+        const rec = await must(name);
+        const { changes, nft } = await converge(name, rec.spec, rec, false);
+        if (changes.length > 0) await records.put(name, { ...rec, nft });
+        return changes.flatMap(describeChange);
+      });
+    },
+  };
+}

@@ -1,0 +1,231 @@
+// The Networks service over the stateful link fake, the fake net host and a table-level nft fake, on a
+// real store: idempotent PUT and generations, If-Match, dry runs that touch nothing, status per check,
+// DELETE refused while NICs use the network, and no half-applied host state after a failure.
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createFakeLinks, type FakeLinks } from '../../../daemon/host/links-fake.js';
+import type { Nftables } from '../../../daemon/host/nftables.js';
+import { AppError, isAppError } from '../../../daemon/lib/errors.js';
+import { bridgeName } from '../../../daemon/net/names.js';
+import { createFakeNetHost, type FakeNetHost } from '../../../daemon/net/network-host.js';
+import { createNetworkService } from '../../../daemon/net/network-service.js';
+import { createStore, type Store } from '../../../daemon/store/store.js';
+
+let dir: string;
+let store: Store;
+let space = 0;
+
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'nodevirt-networks-'));
+  store = createStore({ stateDir: dir });
+  await store.open();
+});
+afterAll(async () => {
+  await store.close();
+  await rm(dir, { recursive: true, force: true });
+});
+
+/** Keeps whole tables (the NAT driver only ever replaces or deletes a table in one batch). */
+function tableNft() {
+  const tables = new Map<string, string[]>();
+  const batches: string[] = [];
+  let fail: ((s: string) => boolean) | undefined;
+  const nft: Nftables & { tables: typeof tables; batches: string[]; failOn(p: typeof fail): void } = {
+    tables,
+    batches,
+    failOn(p) {
+      fail = p;
+    },
+    async apply(script) {
+      if (fail?.(script)) throw new AppError('HOST_ERROR', 'nft: injected failure');
+      const next = new Map([...tables].map(([k, v]) => [k, [...v]]));
+      for (const line of script.split('\n').filter(Boolean)) {
+        const m = /^(add|delete) table (\w+) (\w+)$/.exec(line);
+        if (m) {
+          const k = `${m[2]} ${m[3]}`;
+          if (m[1] === 'add') next.set(k, next.get(k) ?? []);
+          else if (!next.delete(k)) throw new AppError('HOST_ERROR', `no table ${k}`);
+          continue;
+        }
+        const t = /^add (?:chain|rule) (\w+) (\w+) /.exec(line);
+        if (!t || !next.has(`${t[1]} ${t[2]}`)) throw new AppError('HOST_ERROR', `fake nft cannot apply: ${line}`);
+        next.get(`${t[1]} ${t[2]}`)!.push(line);
+      }
+      tables.clear();
+      for (const [k, v] of next) tables.set(k, v);
+      batches.push(script);
+    },
+    async listTable(family, table) {
+      const t = tables.get(`${family} ${table}`);
+      return t === undefined ? undefined : JSON.stringify({ nftables: t });
+    },
+  };
+  return nft;
+}
+
+function setup(opts: { nics?: Map<string, string[]> } = {}) {
+  const links: FakeLinks = createFakeLinks();
+  links.seed({ name: 'eth1', kind: undefined, up: true });
+  links.seed({ name: 'eth2', kind: undefined, up: true });
+  links.seed({ name: 'vmbr0', kind: 'bridge', up: true });
+  const host: FakeNetHost = createFakeNetHost(links);
+  const nft = tableNft();
+  const nics = opts.nics ?? new Map<string, string[]>();
+  const sub = `t${space++}`;
+  const svc = createNetworkService({
+    store: { sublevel: <V>(n: string) => store.sublevel<V>(`${sub}:${n}`) },
+    adapters: { links, nft, host },
+    nicsUsing: async (n) => nics.get(n) ?? [],
+    now: () => new Date('2024-05-01T10:00:00Z'),
+  });
+  return { links, host, nft, svc, nics };
+}
+
+async function code(p: Promise<unknown>): Promise<string> {
+  try {
+    await p;
+  } catch (e) {
+    return isAppError(e) ? e.code : String(e);
+  }
+  return 'no error';
+}
+
+describe('PUT', () => {
+  it('creates a managed bridge network; the same PUT again changes nothing and keeps the generation', async () => {
+    const { svc, links } = setup();
+    const br = bridgeName('lan');
+    const first = await svc.put('lan', { type: 'bridge', mtu: 9000, bridge: { uplinks: ['eth1'] } });
+    expect(first).toMatchObject({ created: true, changed: true, dryRun: false });
+    expect(first.network.generation).toBe(1);
+    expect(first.network.status.ready).toBe(true);
+    expect(await links.get(br)).toMatchObject({ kind: 'bridge', mtu: 9000, up: true });
+    expect(await links.get('eth1')).toMatchObject({ master: br, mtu: 9000 });
+    const steps = links.log.length;
+    const again = await svc.put('lan', { type: 'bridge', mtu: 9000, bridge: { uplinks: ['eth1'] } });
+    expect(again).toMatchObject({ created: false, changed: false, changes: [], diff: '(no changes)\n' });
+    expect(again.network.generation).toBe(1);
+    expect(links.log.length).toBe(steps);
+  });
+
+  it('moves the generation on a real change only, and repairs host drift without moving it', async () => {
+    const { svc, links } = setup();
+    await svc.put('lan', { type: 'bridge', bridge: { uplinks: ['eth1'] } });
+    const moved = await svc.put('lan', { type: 'bridge', bridge: { uplinks: ['eth2'] } });
+    expect(moved.network.generation).toBe(2);
+    expect((await links.get('eth1'))?.master).toBeUndefined();
+    expect((await links.get('eth2'))?.master).toBe(bridgeName('lan'));
+    // Someone releases the uplink behind our back: status says so, the same PUT repairs it.
+    await links.apply([{ op: 'set', name: 'eth2', master: null }]);
+    const got = await svc.get('lan');
+    expect(got.status.ready).toBe(false);
+    expect(got.status.checks.find((c) => c.name === 'port:eth2')).toMatchObject({ ok: false });
+    const repaired = await svc.put('lan', { type: 'bridge', bridge: { uplinks: ['eth2'] } });
+    expect(repaired).toMatchObject({ changed: true, changes: [`~ ip link set dev eth2 mtu 1500 master ${bridgeName('lan')} up`] });
+    expect(repaired.network.generation).toBe(2);
+  });
+
+  it('If-Match: the current ETag passes, a stale one or one on a missing network is PRECONDITION_FAILED', async () => {
+    const { svc } = setup();
+    expect(await code(svc.put('lan', { type: 'bridge' }, { ifMatch: '"1"' }))).toBe('PRECONDITION_FAILED');
+    await svc.put('lan', { type: 'bridge' });
+    await svc.put('lan', { type: 'bridge', mtu: 1400 }, { ifMatch: '"1"' });
+    expect(await code(svc.put('lan', { type: 'bridge', mtu: 1300 }, { ifMatch: '"1"' }))).toBe('PRECONDITION_FAILED');
+    expect((await svc.put('lan', { type: 'bridge', mtu: 1300 }, { ifMatch: '*' })).network.generation).toBe(3);
+    expect(await code(svc.delete('lan', { ifMatch: '"2"' }))).toBe('PRECONDITION_FAILED');
+  });
+
+  it('dryRun returns the diff and touches neither the host nor the store', async () => {
+    const { svc, links, host } = setup();
+    const r = await svc.put('lan', { type: 'nat', nat: { subnet: '192.168.50.0/24' } }, { dryRun: true });
+    expect(r.dryRun).toBe(true);
+    expect(r.diff).toContain('+ ip addr add 192.168.50.1/24');
+    expect(r.network.generation).toBe(0);
+    expect(links.log).toEqual([]);
+    expect(host.log).toEqual([]);
+    expect(await code(svc.get('lan'))).toBe('NETWORK_NOT_FOUND');
+  });
+
+  it('a failure halfway is undone: no bridge, no address, no table, no record', async () => {
+    const { svc, links, host, nft } = setup();
+    nft.failOn(() => true);
+    expect(await code(svc.put('n', { type: 'nat' }))).toBe('HOST_ERROR');
+    expect(await links.get(bridgeName('n'))).toBeUndefined();
+    // ip_forward was turned on before the nft step and is put back by the undo.
+    expect(await host.getSysctl('net.ipv4.ip_forward')).toBe('0');
+    expect(nft.tables.size).toBe(0);
+    expect(await svc.list()).toEqual([]);
+    nft.failOn(undefined);
+    expect((await svc.put('n', { type: 'nat' })).network.status.ready).toBe(true);
+  });
+
+  it('refuses a missing uplink, an adopted bridge that is missing, and a type change', async () => {
+    const { svc } = setup();
+    expect(await code(svc.put('a', { type: 'bridge', bridge: { uplinks: ['nope'] } }))).toBe('NETWORK_INVALID');
+    expect(await code(svc.put('b', { type: 'bridge', bridge: { name: 'nobr', managed: false } }))).toBe('NETWORK_INVALID');
+    expect(await code(svc.put('c', { type: 'bridge', bridge: { managed: false } }))).toBe('NETWORK_INVALID');
+    await svc.put('d', { type: 'bridge' });
+    expect(await code(svc.put('d', { type: 'nat' }))).toBe('NETWORK_INVALID');
+    expect(await code(svc.put('r', { type: 'routed', routed: { pool: '203.0.113.0/28' } }))).toBe('NETWORK_INVALID');
+  });
+});
+
+describe('nat', () => {
+  it('bridge with the gateway, ip_forward, masquerade table; forwards appear on refresh once the NIC has an IP; isolation table on demand', async () => {
+    const { svc, links, host, nft } = setup();
+    const br = bridgeName('nat1');
+    const spec = { type: 'nat' as const, nat: { isolation: true, forwards: [{ protocol: 'tcp' as const, hostPort: 2222, vm: 'vm1', nic: 'net0', vmPort: 22 }] } };
+    const r = await svc.put('nat1', spec);
+    expect(await links.get(br)).toMatchObject({ kind: 'bridge', up: true });
+    expect((await host.addresses()).get(br)).toEqual(['10.0.2.1/24']);
+    expect(await host.getSysctl('net.ipv4.ip_forward')).toBe('1');
+    expect(nft.tables.get(`inet ${br}`)?.join('\n')).toContain('masquerade');
+    expect(nft.tables.get(`bridge ${br}`)?.join('\n')).toContain('meta ibrname');
+    expect(r.network.status.checks.find((c) => c.name === 'forward:tcp/2222')).toMatchObject({ ok: false });
+    const ip = await (await svc.ipam('nat1')).allocate('vm1/net0');
+    expect(ip).toBe('10.0.2.2');
+    expect(await svc.refresh('nat1')).toEqual([`~ nft table inet ${br}`, '    masquerade 10.0.2.0/24 out of any link but ' + br, '    forward tcp/2222 -> vm1/net0 10.0.2.2:22']);
+    expect(nft.tables.get(`inet ${br}`)?.join('\n')).toContain('dnat ip to 10.0.2.2:22');
+    expect((await svc.get('nat1')).status.ready).toBe(true);
+    expect(await svc.refresh('nat1')).toEqual([]);
+    // Isolation off removes its table and nothing else.
+    const off = await svc.put('nat1', { ...spec, nat: { ...spec.nat, isolation: false } });
+    expect(off.changes).toEqual([`- nft table bridge ${br}`]);
+    expect(nft.tables.has(`bridge ${br}`)).toBe(false);
+  });
+});
+
+describe('GET and DELETE', () => {
+  it('lists networks sorted, DELETE is refused while NICs use it and then removes everything ours', async () => {
+    const nics = new Map([['b', ['vm1/net0']]]);
+    const { svc, links, nft } = setup({ nics });
+    await svc.put('b', { type: 'nat' });
+    await svc.put('a', { type: 'bridge', bridge: { name: 'vmbr0', managed: false } });
+    expect((await svc.list()).map((n) => n.name)).toEqual(['a', 'b']);
+    expect(await code(svc.delete('b'))).toBe('NETWORK_IN_USE');
+    nics.clear();
+    await svc.delete('b');
+    expect(await links.get(bridgeName('b'))).toBeUndefined();
+    expect(nft.tables.size).toBe(0);
+    // The adopted bridge stays.
+    await svc.delete('a');
+    expect(await links.get('vmbr0')).toMatchObject({ kind: 'bridge' });
+    expect(await svc.list()).toEqual([]);
+    expect(await code(svc.delete('a'))).toBe('NETWORK_NOT_FOUND');
+  });
+
+  it('refuses to move a network that NICs use to another subnet', async () => {
+    const nics = new Map([['n', ['vm1/net0']]]);
+    const { svc } = setup({ nics });
+    await svc.put('n', { type: 'nat' });
+    expect(await code(svc.put('n', { type: 'nat', nat: { subnet: '10.0.3.0/24' } }))).toBe('NETWORK_IN_USE');
+    expect((await svc.put('n', { type: 'nat', nat: { isolation: true } })).network.generation).toBe(2);
+  });
+
+  it('tells NICs how to attach', async () => {
+    const { svc } = setup();
+    await svc.put('lan', { type: 'bridge', mtu: 1450, ipam: { subnet: '192.168.10.0/24', dns: ['192.168.10.53'] } });
+    expect(await svc.nicAttachment('lan')).toEqual({ mtu: 1450, bridge: bridgeName('lan'), ipam: { subnet: '192.168.10.0/24', gateway: '192.168.10.1', dns: ['192.168.10.53'], search: [] } });
+  });
+});
