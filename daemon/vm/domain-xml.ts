@@ -21,8 +21,13 @@ export interface DomainXmlContext {
   disks: Record<string, { path: string; format: DiskFormat }>;
   /** One entry per spec interface, same order. */
   nics: Array<{ tap: string; mac: string; model: NicModel }>;
+  /** libvirt creates this one itself (and passes QEMU the listening fd). */
   serialSocket: string;
-  vncSocket: string;
+  /**
+   * QEMU binds this one itself, as libvirt's qemu user: its directory must be writable by that user. Absent:
+   * libvirt picks a socket in its own per-domain directory, readable back from the live XML.
+   */
+  vncSocket?: string;
   /** The NoCloud seed ISO, attached as an extra read-only CD-ROM. */
   cloudInitIso?: string;
   /** Present only when OVMF is installed; required for firmware 'uefi'. */
@@ -145,7 +150,8 @@ export function buildDomainXml(spec: VmSpec, ctx: DomainXmlContext): string {
   add(6, "<target type='serial' port='0'/>");
   add(4, '</console>');
   add(4, "<channel type='unix'><target type='virtio' name='org.qemu.guest_agent.0'/></channel>");
-  add(4, `<graphics type='vnc' socket='${e(ctx.vncSocket)}'/>`);
+  if (ctx.vncSocket !== undefined) add(4, `<graphics type='vnc' socket='${e(ctx.vncSocket)}'/>`);
+  else add(4, "<graphics type='vnc'><listen type='socket'/></graphics>");
   add(4, "<video><model type='vga'/></video>");
   add(4, "<rng model='virtio'><backend model='random'>/dev/urandom</backend></rng>");
   add(4, "<memballoon model='none'/>");

@@ -80,6 +80,13 @@ describe('buildDomainXml rules', () => {
     expect(path(kvm, 'cpu')!.attrs.mode).toBe('host-passthrough');
   });
 
+  it('lets libvirt pick the VNC socket when none is given', () => {
+    const dom = parseXml(buildDomainXml({ name: 'a', memory: 64 }, ctx({ vncSocket: undefined })));
+    const g = path(dom, 'devices', 'graphics')!;
+    expect(g.attrs).toEqual({ type: 'vnc' });
+    expect(child(g, 'listen')!.attrs).toEqual({ type: 'socket' });
+  });
+
   it('refuses uefi without OVMF with a typed error', () => {
     let err: unknown;
     try {

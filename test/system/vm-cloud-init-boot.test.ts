@@ -1,0 +1,148 @@
+// End to end for the foundations: a seed ISO from storage/cloud-init.ts attached by domain-xml.ts, the test guest
+// booted through the real libvirt client (TCG, direct kernel boot), its NODEVIRT-CLOUDINIT line read from the serial socket.
+import { createHash, randomUUID } from 'node:crypto';
+import { execFileSync } from 'node:child_process';
+import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { createConnection, type Socket } from 'node:net';
+import { join, resolve } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createLibvirtClient } from '../../daemon/libvirt/client.js';
+import { createLogger } from '../../daemon/lib/logger.js';
+import type { LibvirtClient } from '../../daemon/libvirt/types.js';
+import { emulatorFromCapabilities } from '../../daemon/node/node-service.js';
+import { seedFiles, writeSeedIso } from '../../daemon/storage/cloud-init.js';
+import { buildDomainXml } from '../../daemon/vm/domain-xml.js';
+import { validateVmSpec, type VmSpec } from '../../daemon/vm/vm-model.js';
+import { cleanupTestDomains } from '../contract/libvirt-client.contract.js';
+import { testDomainName } from '../contract/test-domain.js';
+import { GUEST_OUT } from '../guest/paths.js';
+
+const BUS = '/run/dbus/system_bus_socket';
+const GUEST = resolve('test/guest');
+const RUN_DIR = '/run/nodevirt';
+// Wide on purpose: two shared cores under TCG (READY is ~10 s when idle).
+const BOOT_TIMEOUT_MS = 90_000;
+
+const hasXorriso = (() => {
+  try {
+    execFileSync('xorriso', ['-version'], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+})();
+const missing =
+  process.getuid?.() !== 0 ? 'needs root' : !existsSync(BUS) ? `no system bus at ${BUS}` : !hasXorriso ? 'xorriso is not installed' : undefined;
+
+function readUntil(path: string, marker: RegExp, timeoutMs: number): { done: Promise<string>; socket: Socket } {
+  const socket = createConnection(path);
+  let text = '';
+  const done = new Promise<string>((ok, fail) => {
+    const timer = setTimeout(() => fail(new Error(`no ${marker} on ${path} within ${timeoutMs} ms; console so far:\n${text}`)), timeoutMs);
+    socket.on('data', (c: Buffer) => {
+      text += c.toString('latin1');
+      if (marker.test(text)) {
+        clearTimeout(timer);
+        ok(text.replace(/\r/g, ''));
+      }
+    });
+    socket.on('error', (e) => {
+      clearTimeout(timer);
+      fail(e);
+    });
+  });
+  return { done, socket };
+}
+
+describe.skipIf(missing !== undefined)(`cloud-init seed read by the test guest${missing ? ` (skipped: ${missing})` : ''}`, () => {
+  let client: LibvirtClient;
+  let work: string;
+  const names: string[] = [];
+
+  beforeAll(async () => {
+    execFileSync('bash', [join(GUEST, 'build.sh')], { stdio: 'pipe' });
+    mkdirSync(RUN_DIR, { recursive: true });
+    // Outside /root (mode 0700) and world-readable: libvirt's qemu user opens the ISO.
+    work = mkdtempSync('/var/tmp/nvtest-seed-');
+    chmodSync(work, 0o755);
+    client = createLibvirtClient({ busAddress: `unix:path=${BUS}`, logger: createLogger({ level: 'warn' }) });
+    await client.start();
+    await client.waitForConnection(10_000);
+  });
+
+  afterAll(async () => {
+    if (client) {
+      await cleanupTestDomains(client, names);
+      await client.stop();
+    }
+    if (work) rmSync(work, { recursive: true, force: true });
+    for (const n of names) rmSync(join(RUN_DIR, `${n}.serial`), { force: true });
+  });
+
+  it('boots with the seed as a CD-ROM, prints the instance id, hostname and user-data hash, and serves VNC on its socket', async () => {
+    const name = testDomainName('seed');
+    names.push(name);
+    const uuid = randomUUID();
+    const spec: VmSpec = {
+      name: 'seeded-guest',
+      memory: 256,
+      machine: 'q35',
+      runStrategy: 'Manual',
+      cloudInit: { userData: '#cloud-config\nruncmd: [echo "<&>"]\n' },
+      kernelBoot: { kernel: 'vmlinuz', initrd: 'initramfs.gz', cmdline: 'console=ttyS0 quiet nodevirt.stay=1' },
+    };
+    expect(validateVmSpec(spec, { cpus: 2, memoryMiB: 1024 })).toEqual([]);
+
+    const files = seedFiles(spec, [], uuid);
+    const iso = join(work, 'seed.iso');
+    await writeSeedIso(files, iso);
+    const label = execFileSync('xorriso', ['-indev', iso, '-pvd_info'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
+    expect(label).toMatch(/Volume Id\s*:\s*cidata/);
+
+    const serial = join(RUN_DIR, `${name}.serial`);
+    // QEMU binds the VNC socket itself as libvirt's qemu user, so its directory must be that user's.
+    const vncDir = join(work, 'vnc');
+    mkdirSync(vncDir);
+    const qemuUser = execFileSync('id', ['-u', 'libvirt-qemu'], { encoding: 'utf8' }).trim();
+    chownSync(vncDir, Number(qemuUser), 0);
+    const xml = buildDomainXml(spec, {
+      domainName: name,
+      uuid,
+      virtType: 'qemu',
+      emulator: emulatorFromCapabilities(await client.getCapabilities()) ?? '/usr/bin/qemu-system-x86_64',
+      generation: 1,
+      disks: {},
+      nics: [],
+      serialSocket: serial,
+      vncSocket: join(vncDir, 'vnc.sock'),
+      cloudInitIso: iso,
+      kernelBoot: { kernel: join(GUEST_OUT, 'vmlinuz'), initrd: join(GUEST_OUT, 'initramfs.gz') },
+    });
+
+    const t0 = performance.now();
+    await client.createDomain(xml);
+    const { done, socket } = readUntil(serial, /NODEVIRT-GUEST-READY/, BOOT_TIMEOUT_MS);
+    let text: string;
+    try {
+      text = await done;
+    } finally {
+      socket.destroy();
+    }
+    console.info(`seeded guest: createDomain -> READY in ${Math.round(performance.now() - t0)} ms`);
+    const line = text.split('\n').find((l) => l.includes('NODEVIRT-CLOUDINIT'));
+    expect(line, `no NODEVIRT-CLOUDINIT line in:\n${text}`).toBeDefined();
+    const sha = createHash('sha256').update(spec.cloudInit!.userData!).digest('hex');
+    expect(line!.slice(line!.indexOf('NODEVIRT-CLOUDINIT')).trim()).toMatch(
+      new RegExp(`^NODEVIRT-CLOUDINIT device=\\w+ instance-id=${uuid} hostname=seeded-guest userdata-sha256=${sha}$`),
+    );
+
+    // The VNC server greets with its RFB version on the unix socket.
+    const vnc = createConnection(join(vncDir, 'vnc.sock'));
+    const greeting = await new Promise<string>((ok, fail) => {
+      vnc.once('data', (c: Buffer) => ok(c.toString('latin1')));
+      vnc.once('error', fail);
+    }).finally(() => vnc.destroy());
+    expect(greeting).toMatch(/^RFB 003\.\d{3}\n/);
+    await client.destroyDomain(name);
+  }, BOOT_TIMEOUT_MS + 30_000);
+});
