@@ -14,6 +14,7 @@ import type { Handlers, Node } from './types.js';
 import { docsRoutes } from './routes/docs.js';
 import { healthzRoutes } from './routes/healthz.js';
 import { leaseRoutes, type LeaseQuery } from './routes/leases.js';
+import { networkRoutes, type NetworkApi } from './routes/networks.js';
 import { nodeRoutes } from './routes/node.js';
 import { tokenRoutes } from './routes/tokens.js';
 
@@ -27,6 +28,8 @@ export interface AppDeps {
    * answers 500 INTERNAL rather than an empty list that would look like "no guest has an address".
    */
   leases: LeaseQuery;
+  /** Networks (net/network-service.ts). Optional until main.ts wires it; the routes answer 500 without it. */
+  networks?: NetworkApi;
   version: string;
   /** Check every response against the spec; a mismatch becomes 500 RESPONSE_INVALID. Tests turn it on. */
   validateResponses?: boolean;
@@ -62,6 +65,7 @@ export function createApp(deps: AppDeps): Koa {
     ...nodeRoutes(deps),
     ...tokenRoutes(deps),
     ...leaseRoutes({ leases: deps.leases }),
+    ...networkRoutes({ networks: deps.networks }),
     ...docsRoutes(deps),
   };
 

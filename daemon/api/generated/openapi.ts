@@ -113,6 +113,59 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/networks": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * List networks
+         * @description Every network with its status, read from the host at request time.
+         */
+        get: operations["networksList"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/networks/{name}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The network's name. */
+                name: components["parameters"]["NetworkName"];
+            };
+            cookie?: never;
+        };
+        /** One network with its status */
+        get: operations["networkGet"];
+        /**
+         * Create or update a network
+         * @description Declarative and idempotent: the daemon reads the host, plans the changes from there to this spec and
+         *     applies them with a revert stack (a failure leaves nothing half-applied). The same PUT twice
+         *     changes nothing; `generation` (also the `ETag`) moves only when the spec changes, while drift on
+         *     the host (a released uplink, a deleted table) is repaired without moving it. `If-Match` with a
+         *     stale ETag is refused with 412. `?dryRun=true` returns the planned host changes as a diff and
+         *     applies nothing.
+         */
+        put: operations["networkPut"];
+        post?: never;
+        /**
+         * Delete a network
+         * @description Removes what the network owns on the host (never an adopted bridge). Refused with 409 NETWORK_IN_USE while VM NICs use it.
+         */
+        delete: operations["networkDelete"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/openapi.json": {
         parameters: {
             query?: never;
@@ -236,6 +289,177 @@ export interface components {
         /** @description DHCP leases. */
         LeaseList: {
             items: components["schemas"]["Lease"][];
+        };
+        /**
+         * @description Lowercase letters, digits and inner dashes; unique per node.
+         * @example lan
+         */
+        NetworkName: string;
+        /**
+         * @description An IPv4 network in CIDR notation, host bits zero.
+         * @example 10.0.2.0/24
+         */
+        Ipv4Cidr: string;
+        /**
+         * @description What the network should be. `bridge`: VM taps are ports of a host bridge (managed: created with our
+         *     name unless `bridge.name` is given, uplinks enslaved, STP off by default; unmanaged: an existing
+         *     bridge is adopted and never changed or deleted). `nat`: a node-local bridge with the gateway of a
+         *     private subnet (default 10.0.2.0/24), masquerade out of `nat.uplink` (or any other link) and port
+         *     forwards. `routed` is part of the API but not available on this node yet (400 NETWORK_INVALID).
+         * @example {
+         *       "type": "nat",
+         *       "mtu": 1500
+         *     }
+         * @example {
+         *       "type": "bridge",
+         *       "mtu": 1500,
+         *       "bridge": {
+         *         "managed": true,
+         *         "uplinks": [
+         *           "eth1"
+         *         ],
+         *         "stp": false
+         *       },
+         *       "ipam": {
+         *         "subnet": "192.168.100.0/24",
+         *         "gateway": "192.168.100.1",
+         *         "dns": [
+         *           "192.168.100.1"
+         *         ],
+         *         "search": [
+         *           "lab.example"
+         *         ],
+         *         "reserved": [
+         *           {
+         *             "from": "192.168.100.2",
+         *             "to": "192.168.100.9"
+         *           }
+         *         ]
+         *       }
+         *     }
+         * @example {
+         *       "type": "nat",
+         *       "nat": {
+         *         "subnet": "10.0.2.0/24",
+         *         "isolation": true,
+         *         "forwards": [
+         *           {
+         *             "protocol": "tcp",
+         *             "hostPort": 2222,
+         *             "vm": "web1",
+         *             "nic": "net0",
+         *             "vmPort": 22
+         *           }
+         *         ]
+         *       }
+         *     }
+         */
+        NetworkSpec: {
+            /**
+             * @description The driver.
+             * @enum {string}
+             */
+            type: "bridge" | "nat" | "routed";
+            /** @description MTU of the bridge, its uplinks and every VM tap (default 1500). */
+            mtu?: number;
+            /** @description The host bridge (bridge and nat networks). */
+            bridge?: {
+                /** @description The bridge's name; required to adopt an existing (unmanaged) bridge. */
+                name?: components["schemas"]["InterfaceName"];
+                /** @description Create and own the bridge (default true); false adopts an existing one. */
+                managed?: boolean;
+                /** @description Host links enslaved to a managed bridge. */
+                uplinks?: components["schemas"]["InterfaceName"][];
+                /** @description Spanning tree on the bridge (default false). */
+                stp?: boolean;
+            };
+            /** @description Fixed per-NIC addresses served by the per-interface DHCP servers. Without it the LAN's DHCP serves the VMs. */
+            ipam?: {
+                subnet: components["schemas"]["Ipv4Cidr"];
+                /**
+                 * Format: ipv4
+                 * @description The router handed to VMs (default the subnet's first host).
+                 */
+                gateway?: string;
+                dns?: string[];
+                search?: string[];
+                domain?: string;
+                /** @description Inclusive ranges never handed out. */
+                reserved?: {
+                    /** Format: ipv4 */
+                    from: string;
+                    /** Format: ipv4 */
+                    to: string;
+                }[];
+            };
+            /** @description NAT settings (type nat only). */
+            nat?: {
+                subnet?: components["schemas"]["Ipv4Cidr"];
+                /**
+                 * Format: ipv4
+                 * @description The bridge's address and the VMs' router (default the subnet's first host).
+                 */
+                gateway?: string;
+                /** @description Masquerade only out of this link (default every link but the network's bridge). */
+                uplink?: components["schemas"]["InterfaceName"];
+                /** @description Drop traffic between the VMs of this network (default false). */
+                isolation?: boolean;
+                forwards?: components["schemas"]["PortForward"][];
+            };
+            /** @description Routed settings (type routed only). */
+            routed?: {
+                pool: components["schemas"]["Ipv4Cidr"];
+            };
+            /** @description 802.1Q tag of a managed bridge network's uplinks. */
+            vlan?: number;
+        };
+        /** @description A host port forwarded to a VM NIC's port (DNAT), like virtctl expose. */
+        PortForward: {
+            /** @enum {string} */
+            protocol: "tcp" | "udp";
+            hostPort: number;
+            vm: string;
+            nic: string;
+            vmPort: number;
+        };
+        /** @description One fact about the network on the host. */
+        NetworkCheck: {
+            /** @description Stable check id, e.g. bridge-exists, port:eth1, forward:tcp/8080. */
+            name: string;
+            ok: boolean;
+            message: string;
+        };
+        /** @description A network as stored (spec with defaults filled in) and as found on the host (status). */
+        Network: {
+            name: components["schemas"]["NetworkName"];
+            /** @description Moves only when the spec changes; the ETag. 0 in a dry run of a new network. */
+            generation: number;
+            spec: components["schemas"]["NetworkSpec"];
+            status: {
+                /** @description Every check passed. */
+                ready: boolean;
+                /** @description The bridge VM taps join. */
+                bridge?: components["schemas"]["InterfaceName"];
+                checks: components["schemas"]["NetworkCheck"][];
+            };
+            /** Format: date-time */
+            createdAt: string;
+            /** Format: date-time */
+            updatedAt: string;
+        };
+        NetworkList: {
+            items: components["schemas"]["Network"][];
+        };
+        /** @description What a PUT did (or, in a dry run, would do) on the host. */
+        NetworkApplyResult: {
+            network: components["schemas"]["Network"];
+            /** @description The spec changed or the host needed changes. */
+            changed: boolean;
+            dryRun: boolean;
+            /** @description The diff, one line per entry. */
+            changes: string[];
+            /** @description Readable diff of host changes: "+" adds, "-" removes, "~" modifies. */
+            diff: string;
         };
         /** @description An RFC 9457 problem detail with nodevirt's stable error code. */
         Problem: {
@@ -437,6 +661,8 @@ export interface components {
         };
     };
     parameters: {
+        /** @description The network's name. */
+        NetworkName: components["schemas"]["NetworkName"];
         /** @description The token's name. */
         TokenName: components["schemas"]["TokenName"];
     };
@@ -444,6 +670,8 @@ export interface components {
     headers: {
         /** @description Echoes a sane incoming X-Request-Id, else a generated one; also in the daemon's log line. */
         "X-Request-Id": string;
+        /** @description The resource's generation as a strong ETag, e.g. "3"; send it back in If-Match. */
+        ETag: string;
     };
     pathItems: never;
 }
@@ -613,6 +841,203 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["LeaseList"];
+                };
+            };
+            "4XX": components["responses"]["ClientError"];
+            "5XX": components["responses"]["ServerError"];
+        };
+    };
+    networksList: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description All networks, sorted by name. */
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["NetworkList"];
+                };
+            };
+            "4XX": components["responses"]["ClientError"];
+            "5XX": components["responses"]["ServerError"];
+        };
+    };
+    networkGet: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The network's name. */
+                name: components["parameters"]["NetworkName"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The network. */
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    ETag: components["headers"]["ETag"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Network"];
+                };
+            };
+            /** @description No such network (code NETWORK_NOT_FOUND). */
+            404: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            "4XX": components["responses"]["ClientError"];
+            "5XX": components["responses"]["ServerError"];
+        };
+    };
+    networkPut: {
+        parameters: {
+            query?: {
+                /** @description Plan only; apply and store nothing. */
+                dryRun?: boolean;
+            };
+            header?: {
+                /** @description Apply only if the network is at this ETag (or exists, for `*`). */
+                "If-Match"?: string;
+            };
+            path: {
+                /** @description The network's name. */
+                name: components["parameters"]["NetworkName"];
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["NetworkSpec"];
+            };
+        };
+        responses: {
+            /** @description Updated (or unchanged, or a dry run). */
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    ETag: components["headers"]["ETag"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["NetworkApplyResult"];
+                };
+            };
+            /** @description Created. */
+            201: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    ETag: components["headers"]["ETag"];
+                    /** @description The network's URL. */
+                    Location?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["NetworkApplyResult"];
+                };
+            };
+            /** @description The spec cannot work on this host (code NETWORK_INVALID, e.g. a missing uplink). */
+            400: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description NETWORK_CONFLICT (the host has something in the way) or NETWORK_IN_USE (NICs pin the subnet or bridge). */
+            409: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description If-Match did not match (code PRECONDITION_FAILED). */
+            412: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            "4XX": components["responses"]["ClientError"];
+            "5XX": components["responses"]["ServerError"];
+        };
+    };
+    networkDelete: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Delete only if the network is at this ETag. */
+                "If-Match"?: string;
+            };
+            path: {
+                /** @description The network's name. */
+                name: components["parameters"]["NetworkName"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Deleted. */
+            204: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description No such network (code NETWORK_NOT_FOUND). */
+            404: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description VM NICs use the network (code NETWORK_IN_USE). */
+            409: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description If-Match did not match (code PRECONDITION_FAILED). */
+            412: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
             "4XX": components["responses"]["ClientError"];

@@ -12,6 +12,10 @@ import type { Node } from '../../../daemon/api/types.js';
 import { createTokenService, type StoredToken, type TokenService } from '../../../daemon/auth/token-service.js';
 import { createLogger } from '../../../daemon/lib/logger.js';
 import { createLeaseRepo, type StoredLease } from '../../../daemon/net/dhcp/lease-repo.js';
+import { createFakeLinks } from '../../../daemon/host/links-fake.js';
+import { createFakeNftables } from '../../../daemon/host/nftables-fake.js';
+import { createFakeNetHost } from '../../../daemon/net/network-host.js';
+import { createNetworkService } from '../../../daemon/net/network-service.js';
 import { createStore, type KeySpace, type Store } from '../../../daemon/store/store.js';
 
 let specPromise: Promise<ApiSpec> | undefined;
@@ -66,6 +70,10 @@ export async function startApp(opts: { transport?: Transport; node?: { info(): P
     node: opts.node ?? { info: async () => fakeNode() },
     tokens,
     leases: createLeaseRepo({ leases: store.sublevel<StoredLease>('dhcp-leases') }),
+    networks: (() => {
+      const links = createFakeLinks();
+      return createNetworkService({ store, adapters: { links, nft: createFakeNftables(), host: createFakeNetHost(links) } });
+    })(),
     version: '0.1.0-test',
     validateResponses: true,
   });
