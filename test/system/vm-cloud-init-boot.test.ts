@@ -2,7 +2,7 @@
 // booted through the real libvirt client (TCG, direct kernel boot), its NODEVIRT-CLOUDINIT line read from the serial socket.
 import { createHash, randomUUID } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
-import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createConnection, type Socket } from 'node:net';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -11,6 +11,9 @@ import { createLogger } from '../../daemon/lib/logger.js';
 import type { LibvirtClient } from '../../daemon/libvirt/types.js';
 import { emulatorFromCapabilities } from '../../daemon/node/node-service.js';
 import { seedFiles, writeSeedIso } from '../../daemon/storage/cloud-init.js';
+import { createImageStore } from '../../daemon/storage/images.js';
+import { createPathGuard } from '../../daemon/storage/paths.js';
+import { createQemuImg } from '../../daemon/storage/qemu-img.js';
 import { buildDomainXml } from '../../daemon/vm/domain-xml.js';
 import { validateVmSpec, type VmSpec } from '../../daemon/vm/vm-model.js';
 import { cleanupTestDomains } from '../contract/libvirt-client.contract.js';
@@ -144,5 +147,58 @@ describe.skipIf(missing !== undefined)(`cloud-init seed read by the test guest${
     }).finally(() => vnc.destroy());
     expect(greeting).toMatch(/^RFB 003\.\d{3}\n/);
     await client.destroyDomain(name);
+  }, BOOT_TIMEOUT_MS + 30_000);
+
+  it('boots a pc guest whose seed is a virtio disk: a qcow2 overlay made by the image store on the seed ISO', async () => {
+    const name = testDomainName('ovl');
+    names.push(name);
+    const uuid = randomUUID();
+    const spec: VmSpec = {
+      name: 'overlay-guest',
+      memory: 256,
+      machine: 'pc',
+      disks: [{ name: 'seed', image: { name: 'seed' }, bootOrder: 1 }],
+      kernelBoot: { kernel: 'vmlinuz', initrd: 'initramfs.gz', cmdline: 'console=ttyS0 quiet' },
+    };
+    expect(validateVmSpec(spec, { cpus: 2, memoryMiB: 1024 })).toEqual([]);
+    const root = join(work, 'root');
+    mkdirSync(join(root, 'images'), { recursive: true });
+    await writeSeedIso(seedFiles(spec, [], uuid), join(root, 'images', 'seed.iso'));
+    const images = createImageStore({ qemuImg: createQemuImg(), guard: createPathGuard({ roots: [root] }) });
+    const overlay = await images.createOverlay('images/seed.iso', `overlays/${name}-seed.qcow2`);
+    expect(overlay.backingChain).toEqual([{ path: join(root, 'images', 'seed.iso'), format: 'raw' }]);
+    chmodSync(overlay.path, 0o644);
+    const baseSha = () => createHash('sha256').update(readFileSync(join(root, 'images', 'seed.iso'))).digest('hex');
+    const before = baseSha();
+    chmodSync(join(root, 'overlays'), 0o755);
+
+    const serial = join(RUN_DIR, `${name}.serial`);
+    const xml = buildDomainXml(spec, {
+      domainName: name,
+      uuid,
+      virtType: 'qemu',
+      emulator: emulatorFromCapabilities(await client.getCapabilities()) ?? '/usr/bin/qemu-system-x86_64',
+      generation: 1,
+      disks: { seed: { path: overlay.path, format: overlay.format } },
+      nics: [],
+      serialSocket: serial,
+      kernelBoot: { kernel: join(GUEST_OUT, 'vmlinuz'), initrd: join(GUEST_OUT, 'initramfs.gz') },
+    });
+    // Persistent this time, the way the reconciler will run VMs: define, then start.
+    await client.defineDomain(xml);
+    await client.startDomain(name);
+    const { done, socket } = readUntil(serial, /NODEVIRT-GUEST-DONE/, BOOT_TIMEOUT_MS);
+    let text: string;
+    try {
+      text = await done;
+    } finally {
+      socket.destroy();
+    }
+    expect(text).toMatch(new RegExp(`NODEVIRT-CLOUDINIT device=vda instance-id=${uuid} hostname=overlay-guest `));
+    // The base image stays byte-identical: the guest only writes to the overlay.
+    expect(baseSha()).toBe(before);
+    await client.destroyDomain(name).catch(() => undefined);
+    await client.undefineDomain(name);
+    expect(await client.lookupDomain(name)).toBeUndefined();
   }, BOOT_TIMEOUT_MS + 30_000);
 });
