@@ -40,7 +40,6 @@ export const ERROR_CODES = {
   FIRMWARE_INVALID: 'the requested firmware is not installed on this host',
   PATH_INVALID: 'the path is not inside an allowed storage root',
   IMAGE_INVALID: 'the image file is not a usable raw or qcow2 image',
-  STORAGE_ERROR: 'a storage operation failed',
   INTERNAL: 'internal error',
   RESPONSE_INVALID: 'the daemon produced a response that does not match the API schema',
 } as const;

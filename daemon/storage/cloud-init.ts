@@ -56,7 +56,7 @@ export async function writeSeedIso(files: SeedFiles, isoPath: string, opts: { xo
     try {
       await runCommand(opts.xorriso ?? 'xorriso', ['-as', 'mkisofs', '-quiet', '-o', tmpIso, '-V', SEED_VOLUME_ID, '-J', '-R', dir]);
     } catch (e) {
-      throw new AppError('STORAGE_ERROR', `building the cloud-init seed failed: ${errorMessage(e)}`, { cause: e });
+      throw new AppError('HOST_ERROR', `building the cloud-init seed failed: ${errorMessage(e)}`, { cause: e });
     }
     // libvirt's qemu user must read it (DAC relabelling only changes the owner while the domain runs).
     await chmod(tmpIso, 0o644);

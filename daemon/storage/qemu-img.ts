@@ -84,13 +84,13 @@ export function createQemuImg(opts: { binary?: string; timeoutMs?: number } = {}
       });
       child.on('error', (e) => {
         clearTimeout(timer);
-        reject(new AppError('STORAGE_ERROR', `${binary}: ${e.message}`, { cause: e }));
+        reject(new AppError('HOST_ERROR', `${binary}: ${e.message}`, { cause: e }));
       });
       child.on('close', (code, signal) => {
         clearTimeout(timer);
         if (code === 0) return resolve(out);
         const why = signal ? `killed by ${signal}${signal === 'SIGKILL' ? ` (time limit ${timeoutMs} ms)` : ''}` : err.trim() || `exit code ${code}`;
-        reject(new AppError('STORAGE_ERROR', `qemu-img ${args[0]} failed: ${why}`, { extra: { args, stderr: err } }));
+        reject(new AppError('HOST_ERROR', `qemu-img ${args[0]} failed: ${why}`, { extra: { args, stderr: err } }));
       });
     });
   }
@@ -100,7 +100,7 @@ export function createQemuImg(opts: { binary?: string; timeoutMs?: number } = {}
       // -U: read even while a running guest holds the image lock; info only reads metadata.
       const args = ['info', '--output=json', '-U', ...(o.format ? ['-f', o.format] : []), '--', path];
       const text = await run(args, infoTimeoutMs).catch((e: unknown) => {
-        if (e instanceof AppError && e.code === 'STORAGE_ERROR') throw new AppError('IMAGE_INVALID', e.message, { cause: e });
+        if (e instanceof AppError && e.code === 'HOST_ERROR') throw new AppError('IMAGE_INVALID', e.message, { cause: e });
         throw e;
       });
       return parseQemuImgInfo(text);
