@@ -124,6 +124,7 @@ export const bridgeDriver: NetworkDriver = {
     return {
       mtu: spec.mtu,
       bridge: networkBridge(name, spec),
+      isolated: false,
       ipam: spec.ipam === undefined ? undefined : { subnet: spec.ipam.subnet, gateway: spec.ipam.gateway, dns: spec.ipam.dns, search: spec.ipam.search, ...(spec.ipam.domain === undefined ? {} : { domain: spec.ipam.domain }) },
     };
   },

@@ -19,6 +19,9 @@ export interface NetHost {
   getStp(bridge: string): Promise<boolean | undefined>;
   setStp(bridge: string, on: boolean): Promise<void>;
   addVlan(parent: string, name: string, id: number, mtu: number): Promise<void>;
+  /** undefined when the link is not a bridge port. */
+  getPortIsolated(dev: string): Promise<boolean | undefined>;
+  setPortIsolated(dev: string, on: boolean): Promise<void>;
 }
 
 const IFNAME = /^[A-Za-z0-9_.:@+-]{1,15}$/;
@@ -65,6 +68,16 @@ export function createNetHost(opts: { netns?: string } = {}): NetHost {
     async setStp(bridge, on) {
       await ip(['link', 'set', 'dev', check(IFNAME, bridge, 'interface'), 'type', 'bridge', 'stp_state', on ? '1' : '0']);
     },
+    async getPortIsolated(dev) {
+      const r = await ip(['-d', '-j', 'link', 'show', 'dev', check(IFNAME, dev, 'interface')], [1]);
+      if (r.code !== 0) return undefined;
+      const row = (JSON.parse(r.stdout) as Array<{ linkinfo?: { info_slave_kind?: string; info_slave_data?: { isolated?: boolean } } }>)[0];
+      if (row?.linkinfo?.info_slave_kind !== 'bridge') return undefined;
+      return row.linkinfo.info_slave_data?.isolated === true;
+    },
+    async setPortIsolated(dev, on) {
+      await ip(['link', 'set', 'dev', check(IFNAME, dev, 'interface'), 'type', 'bridge_slave', 'isolated', on ? 'on' : 'off']);
+    },
     async addVlan(parent, name, id, mtu) {
       await ip(['link', 'add', 'link', check(IFNAME, parent, 'interface'), 'name', check(IFNAME, name, 'interface'), 'mtu', String(mtu), 'type', 'vlan', 'id', String(id)]);
     },
@@ -81,6 +94,7 @@ export function createFakeNetHost(links: Links, initial: { sysctl?: Record<strin
   const addrs = new Map<string, string[]>();
   const sysctl = new Map(Object.entries(initial.sysctl ?? { 'net.ipv4.ip_forward': '0' }));
   const stp = new Map<string, boolean>();
+  const isolated = new Map<string, boolean>();
   const log: string[] = [];
   let fail: ((s: string) => boolean) | undefined;
   const step = (s: string) => {
@@ -134,6 +148,16 @@ export function createFakeNetHost(links: Links, initial: { sysctl?: Record<strin
       if (l.kind !== 'bridge') throw new AppError('HOST_ERROR', `${bridge} is not a bridge`);
       stp.set(bridge, on);
     },
+    async getPortIsolated(dev) {
+      const l = await links.get(dev);
+      return l?.master === undefined ? undefined : (isolated.get(dev) ?? false);
+    },
+    async setPortIsolated(dev, on) {
+      step(`isolated ${dev} ${on ? 1 : 0}`);
+      const l = await mustLink(dev);
+      if (l.master === undefined) throw new AppError('HOST_ERROR', `${dev} is not a bridge port`);
+      isolated.set(dev, on);
+    },
     async addVlan(parent, name) {
       step(`vlan add ${name} link ${parent}`);
       // The fake models this kernel: no 802.1Q module.
@@ -175,6 +199,10 @@ export async function readHostState(a: NetAdapters, q: HostQuery, known: Record<
   for (const b of q.bridges) {
     const on = await a.host.getStp(b);
     if (on !== undefined) s.stp.set(b, on);
+    for (const port of [...s.links.values()].filter((l) => l.master === b)) {
+      const iso = await a.host.getPortIsolated(port.name);
+      if (iso !== undefined) s.isolated.set(port.name, iso);
+    }
   }
   return s;
 }
@@ -191,6 +219,8 @@ async function applyOne(a: NetAdapters, c: HostChange): Promise<void> {
       return a.links.apply([c.op]);
     case 'stp':
       return a.host.setStp(c.bridge, c.on);
+    case 'port-isolated':
+      return a.host.setPortIsolated(c.dev, c.on);
     case 'vlan-add':
       return a.host.addVlan(c.parent, c.name, c.id, c.mtu);
     case 'addr-add':

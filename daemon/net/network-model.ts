@@ -129,16 +129,20 @@ export interface HostState {
   sysctl: Map<string, string>;
   /** Whether STP is on, per bridge we looked at. */
   stp: Map<string, boolean>;
+  /** Bridge port isolation (IFLA_BRPORT_ISOLATED), per port of the bridges we looked at. */
+  isolated: Map<string, boolean>;
 }
 
 export function emptyHostState(): HostState {
-  return { links: new Map(), addresses: new Map(), nftTables: new Set(), nftContent: new Map(), sysctl: new Map(), stp: new Map() };
+  return { links: new Map(), addresses: new Map(), nftTables: new Set(), nftContent: new Map(), sysctl: new Map(), stp: new Map(), isolated: new Map() };
 }
 
 /** One host change, described before it is applied; each knows its undo (computed from the state it saw). */
 export type HostChange =
   | { kind: 'link'; op: LinkOp; undo: LinkOp[] }
   | { kind: 'stp'; bridge: string; on: boolean }
+  /** Isolated bridge ports forward only to non-isolated ones (the bridge itself): VM-to-VM is dropped. */
+  | { kind: 'port-isolated'; dev: string; on: boolean }
   | { kind: 'vlan-add'; name: string; parent: string; id: number; mtu: number }
   | { kind: 'addr-add'; dev: string; cidr: string }
   | { kind: 'addr-del'; dev: string; cidr: string }
@@ -155,6 +159,8 @@ export function describeChange(c: HostChange): string[] {
     }
     case 'stp':
       return [`~ bridge ${c.bridge}: stp ${c.on ? 'on' : 'off'}`];
+    case 'port-isolated':
+      return [`~ ip link set dev ${c.dev} type bridge_slave isolated ${c.on ? 'on' : 'off'}`];
     case 'vlan-add':
       return [`+ ip link add link ${c.parent} name ${c.name} mtu ${c.mtu} type vlan id ${c.id}`];
     case 'addr-add':
@@ -186,6 +192,8 @@ export interface NicAttachment {
   mtu: number;
   /** Bridged and NAT networks: the tap becomes a port of this bridge. */
   bridge: string | undefined;
+  /** The port must be isolated (NAT isolation); refresh(network) after plumbing also sets it. */
+  isolated: boolean;
   /** With IPAM: the network the NIC's fixed IP comes from, its gateway, DNS. */
   ipam: { subnet: string; gateway: string; dns: string[]; search: string[]; domain?: string } | undefined;
 }
@@ -242,6 +250,8 @@ export function undoOf(c: HostChange): HostChange[] {
       return c.undo.map((op) => ({ kind: 'link', op, undo: [] }));
     case 'stp':
       return [{ kind: 'stp', bridge: c.bridge, on: !c.on }];
+    case 'port-isolated':
+      return [{ kind: 'port-isolated', dev: c.dev, on: !c.on }];
     case 'vlan-add':
       return [{ kind: 'link', op: { op: 'delete', name: c.name }, undo: [] }];
     case 'addr-add':

@@ -1,6 +1,7 @@
 // The NAT network (KubeVirt's masquerade): a node-local bridge carrying the gateway address of a private
 // subnet, masquerade out of the uplink and port forwards (DNAT) in our own nft table per network, and
-// optional isolation between the VMs of the network (a bridge-family table dropping port-to-port frames).
+// optional isolation between the VMs of the network (isolated bridge ports: the kernel's own port isolation,
+// since this kernel has no nft bridge meta matches to tell one bridge's frames from another's).
 import { describePool } from './ipam.js';
 import { networkBridge, bridgeStatus } from './network-bridge.js';
 import { applyChanges } from './network-host.js';
@@ -15,10 +16,9 @@ export function gatewayCidr(spec: NormalSpec): string {
   return `${nat.gateway}/${describePool({ cidr: nat.subnet }).prefix}`;
 }
 
-/** Our per-network nft tables carry the bridge's name (made in names.ts), one per family we use. */
-export function natTables(name: string, spec: NormalSpec): { inet: string; bridge: string } {
-  const t = networkBridge(name, spec);
-  return { inet: t, bridge: t };
+/** Our per-network nft table carries the bridge's name (made in names.ts). */
+export function natTable(name: string, spec: NormalSpec): string {
+  return networkBridge(name, spec);
 }
 
 /**
@@ -28,7 +28,7 @@ export function natTables(name: string, spec: NormalSpec): { inet: string; bridg
 export function renderNatTable(name: string, spec: NormalSpec, nicAddresses: ReadonlyMap<string, string>): { script: string; summary: string[] } {
   const nat = spec.nat!;
   const br = networkBridge(name, spec);
-  const t = `inet ${natTables(name, spec).inet}`;
+  const t = `inet ${natTable(name, spec)}`;
   const lines = [
     `add table ${t}`,
     `add chain ${t} postrouting { type nat hook postrouting priority 100; policy accept; }`,
@@ -47,16 +47,13 @@ export function renderNatTable(name: string, spec: NormalSpec, nicAddresses: Rea
   return { script: lines.join('\n') + '\n', summary };
 }
 
-/** Pure: the bridge-family table that isolates the network's VMs from each other. */
-export function renderIsolationTable(name: string, spec: NormalSpec): string {
-  const t = `bridge ${natTables(name, spec).bridge}`;
-  const br = networkBridge(name, spec);
-  return [
-    `add table ${t}`,
-    `add chain ${t} forward { type filter hook forward priority 0; policy accept; }`,
-    // Forward sees only port-to-port frames; traffic to the gateway goes to input and is untouched.
-    `add rule ${t} forward meta ibrname "${br}" counter drop`,
-  ].join('\n') + '\n';
+/** Isolation is per bridge port: every port of the network's bridge is isolated exactly when asked. */
+function planIsolation(host: HostState, bridge: string, want: boolean): HostChange[] {
+  const out: HostChange[] = [];
+  for (const l of host.links.values()) {
+    if (l.master === bridge && (host.isolated.get(l.name) ?? false) !== want) out.push({ kind: 'port-isolated', dev: l.name, on: want });
+  }
+  return out;
 }
 
 function tableChange(host: HostState, family: 'inet' | 'bridge', table: string, script: string | undefined, summary: string[]): HostChange[] {
@@ -77,17 +74,15 @@ function plan(input: PlanInput): HostChange[] {
   // The bridge may be about to be created: its addresses are then none.
   out.push(...planAddresses(host, bridge, [gatewayCidr(spec)], previousAddr));
   if (host.sysctl.get(IP_FORWARD) !== '1') out.push({ kind: 'sysctl', key: IP_FORWARD, value: '1', previous: host.sysctl.get(IP_FORWARD) });
-  const tables = natTables(input.name, spec);
   const nat = renderNatTable(input.name, spec, input.nicAddresses);
-  out.push(...tableChange(host, 'inet', tables.inet, nat.script, nat.summary));
-  out.push(...tableChange(host, 'bridge', tables.bridge, spec.nat!.isolation ? renderIsolationTable(input.name, spec) : undefined, ['drop frames between the VMs of this network']));
+  out.push(...tableChange(host, 'inet', natTable(input.name, spec), nat.script, nat.summary));
+  out.push(...planIsolation(host, bridge, spec.nat!.isolation));
   return out;
 }
 
 function remove(input: Omit<PlanInput, 'desired'>): HostChange[] {
   const spec = input.previous!;
-  const tables = natTables(input.name, spec);
-  const out = [...tableChange(input.host, 'inet', tables.inet, undefined, []), ...tableChange(input.host, 'bridge', tables.bridge, undefined, [])];
+  const out = tableChange(input.host, 'inet', natTable(input.name, spec), undefined, []);
   const bridge = networkBridge(input.name, spec);
   const l = input.host.links.get(bridge);
   // ip_forward stays on: other networks or the host may rely on it, and turning it on was not destructive.
@@ -107,8 +102,7 @@ export const natDriver: NetworkDriver = {
     if (spec.vlan !== undefined) throw invalid(`network ${name}: vlan is for bridge networks`);
   },
   query(name, spec) {
-    const t = natTables(name, spec);
-    return { tables: [{ family: 'inet', table: t.inet }, { family: 'bridge', table: t.bridge }], sysctls: [IP_FORWARD], bridges: [networkBridge(name, spec)] };
+    return { tables: [{ family: 'inet', table: natTable(name, spec) }], sysctls: [IP_FORWARD], bridges: [networkBridge(name, spec)] };
   },
   plan,
   apply: applyChanges,
@@ -121,11 +115,15 @@ export const natDriver: NetworkDriver = {
     checks.push({ name: 'gateway-address', ok: has, message: has ? `${gw} on ${bridge}` : `${gw} missing on ${bridge}` });
     const fwd = host.sysctl.get(IP_FORWARD);
     checks.push({ name: 'ip-forward', ok: fwd === '1', message: `${IP_FORWARD}=${fwd ?? 'unknown'}` });
-    const t = natTables(name, spec);
-    const inet = host.nftTables.has(`inet ${t.inet}`);
-    checks.push({ name: 'nat-table', ok: inet, message: inet ? `nft table inet ${t.inet} present` : `nft table inet ${t.inet} missing` });
-    const iso = host.nftTables.has(`bridge ${t.bridge}`);
-    checks.push({ name: 'isolation', ok: iso === spec.nat!.isolation, message: `isolation table ${iso ? 'present' : 'absent'} (want ${spec.nat!.isolation ? 'present' : 'absent'})` });
+    const t = natTable(name, spec);
+    const inet = host.nftTables.has(`inet ${t}`);
+    checks.push({ name: 'nat-table', ok: inet, message: inet ? `nft table inet ${t} present` : `nft table inet ${t} missing` });
+    const wrong = planIsolation(host, bridge, spec.nat!.isolation).map((c) => (c.kind === 'port-isolated' ? c.dev : ''));
+    checks.push({
+      name: 'isolation',
+      ok: wrong.length === 0,
+      message: wrong.length === 0 ? `every port ${spec.nat!.isolation ? 'isolated' : 'open'}` : `ports not ${spec.nat!.isolation ? 'isolated' : 'open'}: ${wrong.join(', ')}`,
+    });
     for (const f of spec.nat!.forwards) {
       const ip = nicAddresses.get(`${f.vm}/${f.nic}`);
       checks.push({ name: `forward:${f.protocol}/${f.hostPort}`, ok: ip !== undefined && inet, message: ip === undefined ? `${f.vm}/${f.nic} has no address on this network yet` : `-> ${ip}:${f.vmPort}` });
@@ -134,6 +132,6 @@ export const natDriver: NetworkDriver = {
   },
   nicAttachment(name, spec): NicAttachment {
     const ipam = spec.ipam!;
-    return { mtu: spec.mtu, bridge: networkBridge(name, spec), ipam: { subnet: ipam.subnet, gateway: ipam.gateway, dns: ipam.dns, search: ipam.search, ...(ipam.domain === undefined ? {} : { domain: ipam.domain }) } };
+    return { mtu: spec.mtu, bridge: networkBridge(name, spec), isolated: spec.nat!.isolation, ipam: { subnet: ipam.subnet, gateway: ipam.gateway, dns: ipam.dns, search: ipam.search, ...(ipam.domain === undefined ? {} : { domain: ipam.domain }) } };
   },
 };

@@ -6,7 +6,7 @@ import { bridgeName } from '../../../daemon/net/names.js';
 import { planNetwork } from '../../../daemon/net/network-drivers.js';
 import { vlanLinkName } from '../../../daemon/net/network-bridge.js';
 import { emptyHostState, normaliseSpec, undoOf, type HostState, type NetworkSpec } from '../../../daemon/net/network-model.js';
-import { renderIsolationTable, renderNatTable } from '../../../daemon/net/network-nat.js';
+import { renderNatTable } from '../../../daemon/net/network-nat.js';
 
 function host(links: Array<{ name: string; kind?: string; master?: string; mtu?: number; up?: boolean }>): HostState {
   const h = emptyHostState();
@@ -114,13 +114,25 @@ describe('nat plans', () => {
       '~ sysctl net.ipv4.ip_forward=1 (was 0)',
       `+ nft table inet ${br}`,
       `    masquerade 10.0.2.0/24 out of any link but ${br}`,
-      `+ nft table bridge ${br}`,
-      '    drop frames between the VMs of this network',
       '',
     ]);
     const withNic = renderNatTable('natnet', desired, new Map([['vm1/net0', '10.0.2.2']]));
     expect(withNic.script).toContain(`add rule inet ${br} prerouting iifname != "${br}" fib daddr type local tcp dport 8080 counter dnat ip to 10.0.2.2:80`);
-    expect(renderIsolationTable('natnet', desired)).toContain(`meta ibrname "${br}" counter drop`);
+  });
+
+  it('isolation isolates every port of the bridge and opens them again when turned off', () => {
+    const br = bridgeName('natnet');
+    const iso = normaliseSpec({ type: 'nat', nat: { isolation: true } });
+    const h = host([{ name: br, kind: 'bridge' }, { name: 'tap1', master: br }, { name: 'tap2', master: br }, { name: 'other', master: 'x' }]);
+    h.addresses.set(br, ['10.0.2.1/24']);
+    h.sysctl.set('net.ipv4.ip_forward', '1');
+    h.nftTables.add(`inet ${br}`);
+    h.nftContent.set(`inet ${br}`, renderNatTable('natnet', iso, new Map()).script);
+    h.stp.set(br, false);
+    h.isolated.set('tap2', true);
+    expect(planNetwork({ name: 'natnet', desired: iso, previous: iso, host: h, nicAddresses: new Map() }).diff).toBe('~ ip link set dev tap1 type bridge_slave isolated on\n');
+    const open = normaliseSpec({ type: 'nat' });
+    expect(planNetwork({ name: 'natnet', desired: open, previous: iso, host: h, nicAddresses: new Map() }).diff).toBe('~ ip link set dev tap2 type bridge_slave isolated off\n');
   });
 
   it('removal deletes tables, the gateway address and the bridge, never ip_forward', () => {

@@ -172,7 +172,7 @@ describe('PUT', () => {
 });
 
 describe('nat', () => {
-  it('bridge with the gateway, ip_forward, masquerade table; forwards appear on refresh once the NIC has an IP; isolation table on demand', async () => {
+  it('bridge with the gateway, ip_forward, masquerade table; forwards appear on refresh once the NIC has an IP; ports isolated on demand', async () => {
     const { svc, links, host, nft } = setup();
     const br = bridgeName('nat1');
     const spec = { type: 'nat' as const, nat: { isolation: true, forwards: [{ protocol: 'tcp' as const, hostPort: 2222, vm: 'vm1', nic: 'net0', vmPort: 22 }] } };
@@ -181,18 +181,25 @@ describe('nat', () => {
     expect((await host.addresses()).get(br)).toEqual(['10.0.2.1/24']);
     expect(await host.getSysctl('net.ipv4.ip_forward')).toBe('1');
     expect(nft.tables.get(`inet ${br}`)?.join('\n')).toContain('masquerade');
-    expect(nft.tables.get(`bridge ${br}`)?.join('\n')).toContain('meta ibrname');
+    // A NIC plumbed after the PUT is isolated by the refresh that also adds its forward.
+    links.seed({ name: 'tapx', kind: 'tap', master: br, up: true });
     expect(r.network.status.checks.find((c) => c.name === 'forward:tcp/2222')).toMatchObject({ ok: false });
     const ip = await (await svc.ipam('nat1')).allocate('vm1/net0');
     expect(ip).toBe('10.0.2.2');
-    expect(await svc.refresh('nat1')).toEqual([`~ nft table inet ${br}`, '    masquerade 10.0.2.0/24 out of any link but ' + br, '    forward tcp/2222 -> vm1/net0 10.0.2.2:22']);
+    expect(await svc.refresh('nat1')).toEqual([
+      `~ nft table inet ${br}`,
+      '    masquerade 10.0.2.0/24 out of any link but ' + br,
+      '    forward tcp/2222 -> vm1/net0 10.0.2.2:22',
+      '~ ip link set dev tapx type bridge_slave isolated on',
+    ]);
+    expect(await host.getPortIsolated('tapx')).toBe(true);
     expect(nft.tables.get(`inet ${br}`)?.join('\n')).toContain('dnat ip to 10.0.2.2:22');
     expect((await svc.get('nat1')).status.ready).toBe(true);
     expect(await svc.refresh('nat1')).toEqual([]);
-    // Isolation off removes its table and nothing else.
+    // Isolation off opens the port and changes nothing else.
     const off = await svc.put('nat1', { ...spec, nat: { ...spec.nat, isolation: false } });
-    expect(off.changes).toEqual([`- nft table bridge ${br}`]);
-    expect(nft.tables.has(`bridge ${br}`)).toBe(false);
+    expect(off.changes).toEqual(['~ ip link set dev tapx type bridge_slave isolated off']);
+    expect(await host.getPortIsolated('tapx')).toBe(false);
   });
 });
 
@@ -226,6 +233,6 @@ describe('GET and DELETE', () => {
   it('tells NICs how to attach', async () => {
     const { svc } = setup();
     await svc.put('lan', { type: 'bridge', mtu: 1450, ipam: { subnet: '192.168.10.0/24', dns: ['192.168.10.53'] } });
-    expect(await svc.nicAttachment('lan')).toEqual({ mtu: 1450, bridge: bridgeName('lan'), ipam: { subnet: '192.168.10.0/24', gateway: '192.168.10.1', dns: ['192.168.10.53'], search: [] } });
+    expect(await svc.nicAttachment('lan')).toEqual({ mtu: 1450, bridge: bridgeName('lan'), isolated: false, ipam: { subnet: '192.168.10.0/24', gateway: '192.168.10.1', dns: ['192.168.10.53'], search: [] } });
   });
 });
