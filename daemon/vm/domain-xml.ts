@@ -30,8 +30,11 @@ export interface DomainXmlContext {
   vncSocket?: string;
   /** The NoCloud seed ISO, attached as an extra read-only CD-ROM. */
   cloudInitIso?: string;
-  /** Present only when OVMF is installed; required for firmware 'uefi'. */
-  ovmf?: { code: string; varsTemplate: string; nvram: string };
+  /**
+   * Present only when OVMF is installed (vm/firmware.ts); required for firmware 'uefi'. Without `nvram`
+   * libvirt keeps the domain's variables in its own directory and deletes them on undefine.
+   */
+  ovmf?: { code: string; varsTemplate: string; nvram?: string };
   /** Resolved (confined) paths for direct kernel boot; the command line comes from the spec. */
   kernelBoot?: { kernel: string; initrd?: string };
 }
@@ -86,7 +89,8 @@ export function buildDomainXml(spec: VmSpec, ctx: DomainXmlContext): string {
   add(4, `<type arch='x86_64' machine='${machine}'>hvm</type>`);
   if (firmware === 'uefi' && ctx.ovmf) {
     add(4, `<loader readonly='yes' type='pflash'>${e(ctx.ovmf.code)}</loader>`);
-    add(4, `<nvram template='${e(ctx.ovmf.varsTemplate)}'>${e(ctx.ovmf.nvram)}</nvram>`);
+    if (ctx.ovmf.nvram !== undefined) add(4, `<nvram template='${e(ctx.ovmf.varsTemplate)}'>${e(ctx.ovmf.nvram)}</nvram>`);
+    else add(4, `<nvram template='${e(ctx.ovmf.varsTemplate)}'/>`);
   }
   if (spec.kernelBoot && ctx.kernelBoot) {
     add(4, `<kernel>${e(ctx.kernelBoot.kernel)}</kernel>`);

@@ -80,6 +80,13 @@ describe('buildDomainXml rules', () => {
     expect(path(kvm, 'cpu')!.attrs.mode).toBe('host-passthrough');
   });
 
+  it('lets libvirt keep the NVRAM file when no path is given', () => {
+    const dom = parseXml(buildDomainXml({ name: 'a', memory: 64, firmware: 'uefi' }, ctx({ ovmf: { code: '/c.fd', varsTemplate: '/v.fd' } })));
+    expect(path(dom, 'os', 'loader')!.text).toBe('/c.fd');
+    expect(path(dom, 'os', 'nvram')!.attrs).toEqual({ template: '/v.fd' });
+    expect(path(dom, 'os', 'nvram')!.text).toBe('');
+  });
+
   it('lets libvirt pick the VNC socket when none is given', () => {
     const dom = parseXml(buildDomainXml({ name: 'a', memory: 64 }, ctx({ vncSocket: undefined })));
     const g = path(dom, 'devices', 'graphics')!;

@@ -1,5 +1,5 @@
-// End to end for the foundations: a seed ISO from storage/cloud-init.ts attached by domain-xml.ts, the test guest
-// booted through the real libvirt client (TCG, direct kernel boot), its NODEVIRT-CLOUDINIT line read from the serial socket.
+// End to end for the VM foundations: the test guest booted through the real libvirt client (TCG, direct kernel
+// boot) from buildDomainXml, with seeds from storage/cloud-init.ts on a CD-ROM or an overlay disk, BIOS and UEFI.
 import { createHash, randomUUID } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
 import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -15,6 +15,7 @@ import { createImageStore } from '../../daemon/storage/images.js';
 import { createPathGuard } from '../../daemon/storage/paths.js';
 import { createQemuImg } from '../../daemon/storage/qemu-img.js';
 import { buildDomainXml } from '../../daemon/vm/domain-xml.js';
+import { findOvmf } from '../../daemon/vm/firmware.js';
 import { validateVmSpec, type VmSpec } from '../../daemon/vm/vm-model.js';
 import { cleanupTestDomains } from '../contract/libvirt-client.contract.js';
 import { testDomainName } from '../contract/test-domain.js';
@@ -198,6 +199,53 @@ describe.skipIf(missing !== undefined)(`cloud-init seed read by the test guest${
     // The base image stays byte-identical: the guest only writes to the overlay.
     expect(baseSha()).toBe(before);
     await client.destroyDomain(name).catch(() => undefined);
+    await client.undefineDomain(name);
+    expect(await client.lookupDomain(name)).toBeUndefined();
+  }, BOOT_TIMEOUT_MS + 30_000);
+
+  const ovmf = findOvmf();
+  it.skipIf(!ovmf)(`boots under UEFI (OVMF) with the seed on a CD-ROM${ovmf ? '' : ' (skipped: OVMF is not installed; apt-get install ovmf)'}`, async () => {
+    const name = testDomainName('uefi');
+    names.push(name);
+    const uuid = randomUUID();
+    const spec: VmSpec = {
+      name: 'uefi-guest',
+      memory: 256,
+      firmware: 'uefi',
+      kernelBoot: { kernel: 'vmlinuz', initrd: 'initramfs.gz', cmdline: 'console=ttyS0 quiet' },
+    };
+    const iso = join(work, `${name}.iso`);
+    await writeSeedIso(seedFiles(spec, [], uuid), iso);
+    const serial = join(RUN_DIR, `${name}.serial`);
+    const xml = buildDomainXml(spec, {
+      domainName: name,
+      uuid,
+      virtType: 'qemu',
+      emulator: emulatorFromCapabilities(await client.getCapabilities()) ?? '/usr/bin/qemu-system-x86_64',
+      generation: 1,
+      disks: {},
+      nics: [],
+      serialSocket: serial,
+      cloudInitIso: iso,
+      ovmf: ovmf!,
+      kernelBoot: { kernel: join(GUEST_OUT, 'vmlinuz'), initrd: join(GUEST_OUT, 'initramfs.gz') },
+    });
+    await client.defineDomain(xml);
+    const t0 = performance.now();
+    await client.startDomain(name);
+    const { done, socket } = readUntil(serial, /NODEVIRT-GUEST-DONE/, BOOT_TIMEOUT_MS);
+    let text: string;
+    try {
+      text = await done;
+    } finally {
+      socket.destroy();
+    }
+    console.info(`uefi guest: start -> DONE in ${Math.round(performance.now() - t0)} ms`);
+    expect(text).toMatch(new RegExp(`NODEVIRT-CLOUDINIT device=sr0 instance-id=${uuid} hostname=uefi-guest `));
+    const live = await client.getDomainXml(name, { inactive: true });
+    expect(live).toContain(ovmf!.code);
+    await client.destroyDomain(name).catch(() => undefined);
+    // Undefine also removes the NVRAM copy libvirt made from the template.
     await client.undefineDomain(name);
     expect(await client.lookupDomain(name)).toBeUndefined();
   }, BOOT_TIMEOUT_MS + 30_000);
