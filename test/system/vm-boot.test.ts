@@ -8,6 +8,7 @@ import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createLibvirtClient } from '../../daemon/libvirt/client.js';
 import { createLogger } from '../../daemon/lib/logger.js';
+import { child, parseXml } from '../../daemon/libvirt/xml.js';
 import type { LibvirtClient } from '../../daemon/libvirt/types.js';
 import { emulatorFromCapabilities } from '../../daemon/node/node-service.js';
 import { seedFiles, writeSeedIso } from '../../daemon/storage/cloud-init.js';
@@ -242,11 +243,15 @@ describe.skipIf(missing !== undefined)(`cloud-init seed read by the test guest${
     }
     console.info(`uefi guest: start -> DONE in ${Math.round(performance.now() - t0)} ms`);
     expect(text).toMatch(new RegExp(`NODEVIRT-CLOUDINIT device=sr0 instance-id=${uuid} hostname=uefi-guest `));
-    const live = await client.getDomainXml(name, { inactive: true });
-    expect(live).toContain(ovmf!.code);
+    const defined = parseXml(await client.getDomainXml(name, { inactive: true }));
+    const os = child(defined, 'os')!;
+    expect(child(os, 'loader')!.text).toBe(ovmf!.code);
+    const nvram = child(os, 'nvram')!.text;
+    expect(existsSync(nvram), `libvirt's NVRAM copy ${nvram}`).toBe(true);
     await client.destroyDomain(name).catch(() => undefined);
     // Undefine also removes the NVRAM copy libvirt made from the template.
     await client.undefineDomain(name);
     expect(await client.lookupDomain(name)).toBeUndefined();
+    expect(existsSync(nvram)).toBe(false);
   }, BOOT_TIMEOUT_MS + 30_000);
 });
