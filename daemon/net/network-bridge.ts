@@ -1,6 +1,7 @@
 // The bridge network: VM taps become ports of a host Linux bridge. Managed: we create it (our name unless
 // one is given), enslave the uplinks (or their VLAN sub-interfaces), set MTU and STP. Unmanaged: an
 // existing bridge is adopted as it is and never changed or deleted.
+import { describePool } from './ipam.js';
 import { bridgeName, kernelName } from './names.js';
 import { applyChanges } from './network-host.js';
 import { invalid, planBridge, type HostChange, type HostState, type NicAttachment, type NormalSpec, type StatusCheck } from './network-model.js';
@@ -125,7 +126,7 @@ export const bridgeDriver: NetworkDriver = {
       mtu: spec.mtu,
       bridge: networkBridge(name, spec),
       isolated: false,
-      ipam: spec.ipam === undefined ? undefined : { subnet: spec.ipam.subnet, gateway: spec.ipam.gateway, dns: spec.ipam.dns, search: spec.ipam.search, ...(spec.ipam.domain === undefined ? {} : { domain: spec.ipam.domain }) },
+      ipam: spec.ipam === undefined ? undefined : { subnet: spec.ipam.subnet, gateway: spec.ipam.gateway, prefixLength: describePool({ cidr: spec.ipam.subnet }).prefix, dns: spec.ipam.dns, search: spec.ipam.search, ...(spec.ipam.domain === undefined ? {} : { domain: spec.ipam.domain }) },
     };
   },
 };

@@ -4,6 +4,7 @@ import { AppError } from '../lib/errors.js';
 import { applyChanges, type HostQuery, type NetAdapters } from './network-host.js';
 import { bridgeDriver } from './network-bridge.js';
 import { natDriver } from './network-nat.js';
+import { routedDriver } from './network-routed.js';
 import { renderDiff, type HostChange, type HostState, type NetworkType, type NicAttachment, type NormalSpec, type StatusCheck } from './network-model.js';
 
 export interface PlanInput {
@@ -35,6 +36,7 @@ export interface NetworkDriver {
 const DRIVERS: Partial<Record<NetworkType, NetworkDriver>> = {
   bridge: bridgeDriver,
   nat: natDriver,
+  routed: routedDriver,
 };
 
 export function driverFor(type: NetworkType): NetworkDriver {

@@ -19,6 +19,10 @@ export interface NetHost {
   getStp(bridge: string): Promise<boolean | undefined>;
   setStp(bridge: string, on: boolean): Promise<void>;
   addVlan(parent: string, name: string, id: number, mtu: number): Promise<void>;
+  /** IPv4 main-table routes: destination CIDR -> device (routes without a device are left out). */
+  routes(): Promise<Map<string, string>>;
+  addRoute(dest: string, dev: string): Promise<void>;
+  delRoute(dest: string, dev: string): Promise<void>;
   /** undefined when the link is not a bridge port. */
   getPortIsolated(dev: string): Promise<boolean | undefined>;
   setPortIsolated(dev: string, on: boolean): Promise<void>;
@@ -68,6 +72,21 @@ export function createNetHost(opts: { netns?: string } = {}): NetHost {
     async setStp(bridge, on) {
       await ip(['link', 'set', 'dev', check(IFNAME, bridge, 'interface'), 'type', 'bridge', 'stp_state', on ? '1' : '0']);
     },
+    async routes() {
+      const { stdout } = await ip(['-4', '-j', 'route', 'show']);
+      const out = new Map<string, string>();
+      for (const r of JSON.parse(stdout) as Array<{ dst: string; dev?: string }>) {
+        if (r.dev === undefined) continue;
+        out.set(r.dst === 'default' ? '0.0.0.0/0' : r.dst.includes('/') ? r.dst : `${r.dst}/32`, r.dev);
+      }
+      return out;
+    },
+    async addRoute(dest, dev) {
+      await ip(['route', 'add', check(CIDR, dest, 'route'), 'dev', check(IFNAME, dev, 'interface')]);
+    },
+    async delRoute(dest, dev) {
+      await ip(['route', 'del', check(CIDR, dest, 'route'), 'dev', check(IFNAME, dev, 'interface')]);
+    },
     async getPortIsolated(dev) {
       const r = await ip(['-d', '-j', 'link', 'show', 'dev', check(IFNAME, dev, 'interface')], [1]);
       if (r.code !== 0) return undefined;
@@ -95,6 +114,7 @@ export function createFakeNetHost(links: Links, initial: { sysctl?: Record<strin
   const sysctl = new Map(Object.entries(initial.sysctl ?? { 'net.ipv4.ip_forward': '0' }));
   const stp = new Map<string, boolean>();
   const isolated = new Map<string, boolean>();
+  const routes = new Map<string, string>();
   const log: string[] = [];
   let fail: ((s: string) => boolean) | undefined;
   const step = (s: string) => {
@@ -148,6 +168,21 @@ export function createFakeNetHost(links: Links, initial: { sysctl?: Record<strin
       if (l.kind !== 'bridge') throw new AppError('HOST_ERROR', `${bridge} is not a bridge`);
       stp.set(bridge, on);
     },
+    async routes() {
+      const live = new Set((await links.list()).map((l) => l.name));
+      return new Map([...routes].filter(([, dev]) => live.has(dev)));
+    },
+    async addRoute(dest, dev) {
+      step(`route add ${dest} dev ${dev}`);
+      await mustLink(dev);
+      if (routes.has(dest) && live(await links.list(), routes.get(dest)!)) throw new AppError('HOST_ERROR', 'RTNETLINK answers: File exists');
+      routes.set(dest, dev);
+    },
+    async delRoute(dest, dev) {
+      step(`route del ${dest} dev ${dev}`);
+      if (routes.get(dest) !== dev) throw new AppError('HOST_ERROR', 'RTNETLINK answers: No such process');
+      routes.delete(dest);
+    },
     async getPortIsolated(dev) {
       const l = await links.get(dev);
       return l?.master === undefined ? undefined : (isolated.get(dev) ?? false);
@@ -166,6 +201,8 @@ export function createFakeNetHost(links: Links, initial: { sysctl?: Record<strin
   };
 }
 
+const live = (ls: Array<{ name: string }>, dev: string) => ls.some((l) => l.name === dev);
+
 export interface NetAdapters {
   links: Links;
   nft: Nftables;
@@ -177,12 +214,15 @@ export interface HostQuery {
   tables: Array<{ family: string; table: string }>;
   sysctls: string[];
   bridges: string[];
+  /** Read the routing table (routed networks). */
+  routes?: boolean;
 }
 
 export async function readHostState(a: NetAdapters, q: HostQuery, known: Record<string, string> = {}): Promise<HostState> {
   const s = emptyHostState();
   for (const l of await a.links.list()) s.links.set(l.name, l);
   s.addresses = await a.host.addresses();
+  if (q.routes) s.routes = await a.host.routes();
   for (const t of q.tables) {
     const k = `${t.family} ${t.table}`;
     if ((await a.nft.listTable(t.family, t.table)) !== undefined) {
@@ -223,6 +263,10 @@ async function applyOne(a: NetAdapters, c: HostChange): Promise<void> {
       return a.host.setPortIsolated(c.dev, c.on);
     case 'vlan-add':
       return a.host.addVlan(c.parent, c.name, c.id, c.mtu);
+    case 'route-add':
+      return a.host.addRoute(c.dest, c.dev);
+    case 'route-del':
+      return a.host.delRoute(c.dest, c.dev);
     case 'addr-add':
       return a.host.addAddress(c.dev, c.cidr);
     case 'addr-del':

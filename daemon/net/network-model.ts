@@ -131,10 +131,12 @@ export interface HostState {
   stp: Map<string, boolean>;
   /** Bridge port isolation (IFLA_BRPORT_ISOLATED), per port of the bridges we looked at. */
   isolated: Map<string, boolean>;
+  /** IPv4 routes of the main table: destination CIDR (host routes as a.b.c.d/32) -> device. */
+  routes: Map<string, string>;
 }
 
 export function emptyHostState(): HostState {
-  return { links: new Map(), addresses: new Map(), nftTables: new Set(), nftContent: new Map(), sysctl: new Map(), stp: new Map(), isolated: new Map() };
+  return { links: new Map(), addresses: new Map(), nftTables: new Set(), nftContent: new Map(), sysctl: new Map(), stp: new Map(), isolated: new Map(), routes: new Map() };
 }
 
 /** One host change, described before it is applied; each knows its undo (computed from the state it saw). */
@@ -144,6 +146,8 @@ export type HostChange =
   /** Isolated bridge ports forward only to non-isolated ones (the bridge itself): VM-to-VM is dropped. */
   | { kind: 'port-isolated'; dev: string; on: boolean }
   | { kind: 'vlan-add'; name: string; parent: string; id: number; mtu: number }
+  | { kind: 'route-add'; dest: string; dev: string }
+  | { kind: 'route-del'; dest: string; dev: string }
   | { kind: 'addr-add'; dev: string; cidr: string }
   | { kind: 'addr-del'; dev: string; cidr: string }
   /** Replaces the whole table (one atomic nft batch); `script` undefined deletes it. `previous` restores. */
@@ -163,6 +167,10 @@ export function describeChange(c: HostChange): string[] {
       return [`~ ip link set dev ${c.dev} type bridge_slave isolated ${c.on ? 'on' : 'off'}`];
     case 'vlan-add':
       return [`+ ip link add link ${c.parent} name ${c.name} mtu ${c.mtu} type vlan id ${c.id}`];
+    case 'route-add':
+      return [`+ ip route add ${c.dest} dev ${c.dev}`];
+    case 'route-del':
+      return [`- ip route del ${c.dest} dev ${c.dev}`];
     case 'addr-add':
       return [`+ ip addr add ${c.cidr} dev ${c.dev}`];
     case 'addr-del':
@@ -194,8 +202,21 @@ export interface NicAttachment {
   bridge: string | undefined;
   /** The port must be isolated (NAT isolation); refresh(network) after plumbing also sets it. */
   isolated: boolean;
-  /** With IPAM: the network the NIC's fixed IP comes from, its gateway, DNS. */
-  ipam: { subnet: string; gateway: string; dns: string[]; search: string[]; domain?: string } | undefined;
+  /**
+   * With IPAM: the network the NIC's fixed IP comes from and what its DHCP server hands out with it:
+   * the prefix length, router, DNS, and classless routes (RFC 3442; routed networks).
+   */
+  ipam:
+    | {
+        subnet: string;
+        gateway: string;
+        prefixLength: number;
+        dns: string[];
+        search: string[];
+        domain?: string;
+        routes?: Array<{ destination: string; gateway: string }>;
+      }
+    | undefined;
 }
 
 /** Links changes for a bridge that should exist with this MTU and these ports; shared by bridge and nat. */
@@ -254,6 +275,10 @@ export function undoOf(c: HostChange): HostChange[] {
       return [{ kind: 'port-isolated', dev: c.dev, on: !c.on }];
     case 'vlan-add':
       return [{ kind: 'link', op: { op: 'delete', name: c.name }, undo: [] }];
+    case 'route-add':
+      return [{ kind: 'route-del', dest: c.dest, dev: c.dev }];
+    case 'route-del':
+      return [{ kind: 'route-add', dest: c.dest, dev: c.dev }];
     case 'addr-add':
       return [{ kind: 'addr-del', dev: c.dev, cidr: c.cidr }];
     case 'addr-del':

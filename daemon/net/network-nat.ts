@@ -132,6 +132,6 @@ export const natDriver: NetworkDriver = {
   },
   nicAttachment(name, spec): NicAttachment {
     const ipam = spec.ipam!;
-    return { mtu: spec.mtu, bridge: networkBridge(name, spec), isolated: spec.nat!.isolation, ipam: { subnet: ipam.subnet, gateway: ipam.gateway, dns: ipam.dns, search: ipam.search, ...(ipam.domain === undefined ? {} : { domain: ipam.domain }) } };
+    return { mtu: spec.mtu, bridge: networkBridge(name, spec), isolated: spec.nat!.isolation, ipam: { subnet: ipam.subnet, gateway: ipam.gateway, prefixLength: describePool({ cidr: ipam.subnet }).prefix, dns: ipam.dns, search: ipam.search, ...(ipam.domain === undefined ? {} : { domain: ipam.domain }) } };
   },
 };

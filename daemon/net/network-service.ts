@@ -97,7 +97,7 @@ export function createNetworkService(deps: NetworkServiceDeps): NetworkService {
 
   const nicAddresses = async (name: string, spec: NormalSpec): Promise<Map<string, string>> => {
     const m = new Map<string, string>();
-    if (spec.ipam === undefined) return m;
+    if (spec.ipam === undefined && spec.routed === undefined) return m;
     for (const [k, v] of await ipamEntries(name).list()) if (k.startsWith('ip/')) m.set(v.owner, v.ip);
     return m;
   };
@@ -147,7 +147,9 @@ export function createNetworkService(deps: NetworkServiceDeps): NetworkService {
         if (prev !== undefined) {
           if (prev.spec.type !== desired.type) throw new AppError('NETWORK_INVALID', `network ${name} is a ${prev.spec.type} network; its type cannot change (delete it and create it again)`);
           const users = await nicsUsing(name);
-          const moved = JSON.stringify(prev.spec.ipam?.subnet) !== JSON.stringify(desired.ipam?.subnet) || d.nicAttachment(name, prev.spec).bridge !== d.nicAttachment(name, desired).bridge;
+          const moved =
+            JSON.stringify(prev.spec.ipam?.subnet) !== JSON.stringify(desired.ipam?.subnet) ||
+            prev.spec.routed?.pool !== desired.routed?.pool || d.nicAttachment(name, prev.spec).bridge !== d.nicAttachment(name, desired).bridge;
           if (moved && users.length > 0) throw new AppError('NETWORK_IN_USE', `network ${name}: its subnet or bridge cannot change while ${users.length} NIC(s) use it`, { extra: { nics: users } });
         }
         const specChanged = !sameSpec(prev?.spec, desired);
@@ -198,12 +200,12 @@ export function createNetworkService(deps: NetworkServiceDeps): NetworkService {
 
     async ipam(name) {
       const rec = await must(name);
-      const ipam = rec.spec.ipam;
+      const ipam = rec.spec.ipam ?? (rec.spec.routed ? { subnet: rec.spec.routed.pool, gateway: undefined, reserved: [] } : undefined);
       if (ipam === undefined) throw new AppError('NETWORK_INVALID', `network ${name} has no IPAM: its VMs get addresses from the LAN`);
       const key = JSON.stringify(ipam);
       const have = ipams.get(name);
       if (have?.key === key) return have.ipam;
-      const made = createIpam({ entries: ipamEntries(name), subnet: { cidr: ipam.subnet, gateway: ipam.gateway, reserved: ipam.reserved } });
+      const made = createIpam({ entries: ipamEntries(name), subnet: { cidr: ipam.subnet, ...(ipam.gateway === undefined ? {} : { gateway: ipam.gateway }), reserved: ipam.reserved } });
       ipams.set(name, { key, ipam: made });
       return made;
     },

@@ -305,7 +305,8 @@ export interface components {
          *     name unless `bridge.name` is given, uplinks enslaved, STP off by default; unmanaged: an existing
          *     bridge is adopted and never changed or deleted). `nat`: a node-local bridge with the gateway of a
          *     private subnet (default 10.0.2.0/24), masquerade out of `nat.uplink` (or any other link) and port
-         *     forwards. `routed` is part of the API but not available on this node yet (400 NETWORK_INVALID).
+         *     forwards. `routed`: no shared L2; each NIC gets a /32 from `routed.pool`, routed by the host to its
+         *     tap, with gateway 169.254.1.1 (answered by the host on every tap) handed out as classless routes.
          * @example {
          *       "type": "nat",
          *       "mtu": 1500

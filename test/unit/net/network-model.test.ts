@@ -42,6 +42,7 @@ describe('normaliseSpec', () => {
       { type: 'nat', nat: { forwards: [{ protocol: 'tcp', hostPort: 80, vm: 'a', nic: 'n', vmPort: 80 }, { protocol: 'tcp', hostPort: 80, vm: 'b', nic: 'n', vmPort: 81 }] } },
       { type: 'nat', ipam: { subnet: '10.9.0.0/24' } },
       { type: 'routed' },
+      { type: 'routed', routed: { pool: '203.0.113.1/28' } },
       { type: 'bridge', vlan: 4095 },
     ];
     for (const s of bad) expect(code(() => normaliseSpec(s)), JSON.stringify(s)).toBe('NETWORK_INVALID');

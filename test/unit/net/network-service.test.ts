@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createFakeLinks, type FakeLinks } from '../../../daemon/host/links-fake.js';
 import type { Nftables } from '../../../daemon/host/nftables.js';
 import { AppError, isAppError } from '../../../daemon/lib/errors.js';
-import { bridgeName } from '../../../daemon/net/names.js';
+import { bridgeName, tapName } from '../../../daemon/net/names.js';
 import { createFakeNetHost, type FakeNetHost } from '../../../daemon/net/network-host.js';
 import { createNetworkService } from '../../../daemon/net/network-service.js';
 import { createStore, type Store } from '../../../daemon/store/store.js';
@@ -167,7 +167,7 @@ describe('PUT', () => {
     expect(await code(svc.put('c', { type: 'bridge', bridge: { managed: false } }))).toBe('NETWORK_INVALID');
     await svc.put('d', { type: 'bridge' });
     expect(await code(svc.put('d', { type: 'nat' }))).toBe('NETWORK_INVALID');
-    expect(await code(svc.put('r', { type: 'routed', routed: { pool: '203.0.113.0/28' } }))).toBe('NETWORK_INVALID');
+    expect(await code(svc.put('r', { type: 'routed', routed: { pool: '203.0.113.0/28' }, ipam: { subnet: '203.0.113.0/28' } }))).toBe('NETWORK_INVALID');
   });
 });
 
@@ -203,6 +203,39 @@ describe('nat', () => {
   });
 });
 
+describe('routed', () => {
+  it('ip_forward at once; per NIC the gateway 169.254.1.1/32 on its tap and a /32 route, on refresh once the tap exists', async () => {
+    const { svc, links, host } = setup();
+    const r = await svc.put('rt', { type: 'routed', routed: { pool: '203.0.113.16/28' } });
+    expect(r.changes).toEqual(['~ sysctl net.ipv4.ip_forward=1 (was 0)']);
+    const ip = await (await svc.ipam('rt')).allocate('vm1/net0');
+    expect(ip).toBe('203.0.113.17');
+    expect((await svc.get('rt')).status.checks.find((c) => c.name === 'nic:vm1/net0')).toMatchObject({ ok: false });
+    const tap = tapName('vm1', 'net0');
+    links.seed({ name: tap, kind: 'tap', up: true });
+    expect(await svc.refresh('rt')).toEqual([`+ ip addr add 169.254.1.1/32 dev ${tap}`, `+ ip route add 203.0.113.17/32 dev ${tap}`]);
+    expect((await host.routes()).get('203.0.113.17/32')).toBe(tap);
+    expect((await svc.get('rt')).status.ready).toBe(true);
+    expect(await svc.refresh('rt')).toEqual([]);
+    expect(await svc.nicAttachment('rt')).toEqual({
+      mtu: 1500,
+      bridge: undefined,
+      isolated: false,
+      ipam: {
+        subnet: '203.0.113.16/28',
+        gateway: '169.254.1.1',
+        prefixLength: 32,
+        dns: [],
+        search: [],
+        routes: [
+          { destination: '169.254.1.1/32', gateway: '0.0.0.0' },
+          { destination: '0.0.0.0/0', gateway: '169.254.1.1' },
+        ],
+      },
+    });
+  });
+});
+
 describe('GET and DELETE', () => {
   it('lists networks sorted, DELETE is refused while NICs use it and then removes everything ours', async () => {
     const nics = new Map([['b', ['vm1/net0']]]);
@@ -233,6 +266,6 @@ describe('GET and DELETE', () => {
   it('tells NICs how to attach', async () => {
     const { svc } = setup();
     await svc.put('lan', { type: 'bridge', mtu: 1450, ipam: { subnet: '192.168.10.0/24', dns: ['192.168.10.53'] } });
-    expect(await svc.nicAttachment('lan')).toEqual({ mtu: 1450, bridge: bridgeName('lan'), isolated: false, ipam: { subnet: '192.168.10.0/24', gateway: '192.168.10.1', dns: ['192.168.10.53'], search: [] } });
+    expect(await svc.nicAttachment('lan')).toEqual({ mtu: 1450, bridge: bridgeName('lan'), isolated: false, ipam: { subnet: '192.168.10.0/24', gateway: '192.168.10.1', prefixLength: 24, dns: ['192.168.10.53'], search: [] } });
   });
 });
