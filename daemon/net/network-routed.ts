@@ -54,7 +54,7 @@ export const routedDriver: NetworkDriver = {
   apply: applyChanges,
   // Per-NIC routes and gateway addresses go with the taps; DELETE is refused while NICs exist.
   remove: () => [],
-  status(_name, spec, host, nicAddresses): StatusCheck[] {
+  status(_name, _spec, host, nicAddresses): StatusCheck[] {
     const fwd = host.sysctl.get(IP_FORWARD);
     const checks: StatusCheck[] = [{ name: 'ip-forward', ok: fwd === '1', message: `${IP_FORWARD}=${fwd ?? 'unknown'}` }];
     for (const [owner, ip] of [...nicAddresses].sort()) {
@@ -67,7 +67,6 @@ export const routedDriver: NetworkDriver = {
         message: tap === undefined || !host.links.has(tap) ? `${owner}: tap ${tap ?? '?'} not found` : `${ip}/32 ${routed ? 'routed' : 'NOT routed'} to ${tap}, gateway ${gw ? 'present' : 'missing'}`,
       });
     }
-    void spec;
     return checks;
   },
   nicAttachment(_name, spec: NormalSpec): NicAttachment {

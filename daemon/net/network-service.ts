@@ -5,6 +5,7 @@ import { AppError } from '../lib/errors.js';
 import type { Logger } from '../lib/logger.js';
 import type { KeySpace, Store } from '../store/store.js';
 import { createIpam, type Ipam, type IpamEntry } from './ipam.js';
+import { networkBridge, vlanLinkName } from './network-bridge.js';
 import { driverFor, planNetwork } from './network-drivers.js';
 import { readHostState, type NetAdapters } from './network-host.js';
 import { normaliseSpec, renderDiff, sameSpec, describeChange, type NetworkSpec, type NicAttachment, type NormalSpec, type StatusCheck } from './network-model.js';
@@ -56,6 +57,11 @@ export interface NetworkService {
   nicAttachment(name: string): Promise<NicAttachment>;
   /** The network's address allocator (IPAM networks only); NETWORK_INVALID without IPAM. */
   ipam(name: string): Promise<Ipam>;
+  /**
+   * Kernel links the networks own (managed bridges, VLAN sub-interfaces), for nic.ts's sweep
+   * (`alsoOwned`): a bridge of ours that no network record names is then reported as an orphan.
+   */
+  ownedLinks(): Promise<string[]>;
   /** Re-plans against the host (e.g. after a NIC got its address, so its port forward appears). */
   refresh(name: string): Promise<string[]>;
 }
@@ -208,6 +214,16 @@ export function createNetworkService(deps: NetworkServiceDeps): NetworkService {
       const made = createIpam({ entries: ipamEntries(name), subnet: { cidr: ipam.subnet, ...(ipam.gateway === undefined ? {} : { gateway: ipam.gateway }), reserved: ipam.reserved } });
       ipams.set(name, { key, ipam: made });
       return made;
+    },
+
+    async ownedLinks() {
+      const out: string[] = [];
+      for (const [, r] of await records.list()) {
+        if (r.spec.type === 'routed' || !r.spec.bridge.managed) continue;
+        out.push(networkBridge(r.name, r.spec));
+        if (r.spec.vlan !== undefined) for (const u of r.spec.bridge.uplinks) out.push(vlanLinkName(r.name, u, r.spec.vlan));
+      }
+      return out;
     },
 
     refresh(name) {

@@ -243,6 +243,8 @@ describe('GET and DELETE', () => {
     await svc.put('b', { type: 'nat' });
     await svc.put('a', { type: 'bridge', bridge: { name: 'vmbr0', managed: false } });
     expect((await svc.list()).map((n) => n.name)).toEqual(['a', 'b']);
+    // Only what we created counts as ours for the NIC sweep; the adopted bridge never does.
+    expect(await svc.ownedLinks()).toEqual([bridgeName('b')]);
     expect(await code(svc.delete('b'))).toBe('NETWORK_IN_USE');
     nics.clear();
     await svc.delete('b');
