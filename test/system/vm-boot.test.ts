@@ -17,6 +17,7 @@ import { createPathGuard } from '../../daemon/storage/paths.js';
 import { createQemuImg } from '../../daemon/storage/qemu-img.js';
 import { buildDomainXml } from '../../daemon/vm/domain-xml.js';
 import { findOvmf } from '../../daemon/vm/firmware.js';
+import { tapName } from '../../daemon/net/names.js';
 import { validateVmSpec, type VmSpec } from '../../daemon/vm/vm-model.js';
 import { cleanupTestDomains } from '../contract/libvirt-client.contract.js';
 import { testDomainName } from '../contract/test-domain.js';
@@ -253,5 +254,51 @@ describe.skipIf(missing !== undefined)(`cloud-init seed read by the test guest${
     await client.undefineDomain(name);
     expect(await client.lookupDomain(name)).toBeUndefined();
     expect(existsSync(nvram)).toBe(false);
+  }, BOOT_TIMEOUT_MS + 30_000);
+
+  it('attaches a NIC to a tap we created (ethernet, managed=no): the guest sees our MAC and its frames reach the tap', async () => {
+    const name = testDomainName('nic');
+    names.push(name);
+    const tap = tapName(name, 'net0');
+    const mac = '0e:00:00:7e:57:01';
+    execFileSync('ip', ['tuntap', 'add', 'dev', tap, 'mode', 'tap']);
+    try {
+      execFileSync('ip', ['link', 'set', tap, 'up']);
+      const spec: VmSpec = {
+        name: 'nic-guest',
+        memory: 256,
+        interfaces: [{ network: 'lan', model: 'virtio' }],
+        // No DHCP server on the tap: a short timeout makes the guest report failure quickly.
+        kernelBoot: { kernel: 'vmlinuz', initrd: 'initramfs.gz', cmdline: 'console=ttyS0 quiet nodevirt.dhcp_timeout=3' },
+      };
+      const serial = join(RUN_DIR, `${name}.serial`);
+      const xml = buildDomainXml(spec, {
+        domainName: name,
+        uuid: randomUUID(),
+        virtType: 'qemu',
+        emulator: emulatorFromCapabilities(await client.getCapabilities()) ?? '/usr/bin/qemu-system-x86_64',
+        generation: 1,
+        disks: {},
+        nics: [{ tap, mac, model: 'virtio' }],
+        serialSocket: serial,
+        kernelBoot: { kernel: join(GUEST_OUT, 'vmlinuz'), initrd: join(GUEST_OUT, 'initramfs.gz') },
+      });
+      await client.createDomain(xml);
+      const { done, socket } = readUntil(serial, /NODEVIRT-GUEST-DONE/, BOOT_TIMEOUT_MS);
+      let text: string;
+      try {
+        text = await done;
+      } finally {
+        socket.destroy();
+      }
+      expect(text).toMatch(new RegExp(`NODEVIRT-DHCP iface=eth0 mac=${mac} status=fail`));
+      // The guest's DHCP discovers came out of QEMU into our tap.
+      expect(Number(readFileSync(`/sys/class/net/${tap}/statistics/rx_packets`, 'utf8'))).toBeGreaterThan(0);
+      await client.destroyDomain(name).catch(() => undefined);
+      // managed='no': libvirt leaves our tap alone when the domain ends.
+      expect(existsSync(`/sys/class/net/${tap}`)).toBe(true);
+    } finally {
+      execFileSync('ip', ['link', 'del', tap], { stdio: 'ignore' });
+    }
   }, BOOT_TIMEOUT_MS + 30_000);
 });
