@@ -3,6 +3,7 @@
 import { parseMac } from '../net/macs.js';
 import { parseIpv4 } from '../net/ipam.js';
 import type { ErrorIssue } from '../lib/errors.js';
+import { pathSyntaxProblem } from '../storage/paths.js';
 
 export type Machine = 'q35' | 'pc';
 export type Firmware = 'bios' | 'uefi';
@@ -136,6 +137,10 @@ function* strings(v: unknown, pointer: string): Generator<[string, string]> {
 export function validateVmSpec(spec: VmSpec, host: HostCapacity): ErrorIssue[] {
   const issues: ErrorIssue[] = [];
   const bad = (pointer: string, reason: string): void => void issues.push({ pointer, reason });
+  // Path syntax also refuses control characters, already reported above: one issue per pointer is enough.
+  const badPath = (pointer: string, why: string | undefined): void => {
+    if (why !== undefined && !issues.some((i) => i.pointer === pointer)) bad(pointer, why);
+  };
   const isInt = (v: unknown, min: number, max: number): v is number => Number.isSafeInteger(v) && (v as number) >= min && (v as number) <= max;
 
   for (const [pointer, s] of strings(spec, '')) {
@@ -207,7 +212,8 @@ export function validateVmSpec(spec: VmSpec, host: HostCapacity): ErrorIssue[] {
         if (fromImage === undefined && sizeBytes === undefined) bad(`${p}/volume`, 'needs fromImage or sizeBytes');
       }
       if (d.host) {
-        if (typeof d.host.path !== 'string' || d.host.path === '') bad(`${p}/host/path`, 'must be a path inside a storage root');
+        // Syntax only here; confinement to the roots (symlinks included) is checked on the host when resolved.
+        badPath(`${p}/host/path`, pathSyntaxProblem(d.host.path));
         if (d.host.sizeBytes !== undefined && !isInt(d.host.sizeBytes, 1 << 20, MAX_DISK_BYTES)) bad(`${p}/host/sizeBytes`, `must be an integer from 1 MiB to ${MAX_DISK_BYTES}`);
       }
       takeBootOrder(p, d.bootOrder);
@@ -253,10 +259,8 @@ export function validateVmSpec(spec: VmSpec, host: HostCapacity): ErrorIssue[] {
   }
 
   if (spec.kernelBoot !== undefined) {
-    if (typeof spec.kernelBoot.kernel !== 'string' || spec.kernelBoot.kernel === '') bad('/kernelBoot/kernel', 'must be a path inside a storage root');
-    if (spec.kernelBoot.initrd !== undefined && (typeof spec.kernelBoot.initrd !== 'string' || spec.kernelBoot.initrd === '')) {
-      bad('/kernelBoot/initrd', 'must be a path inside a storage root');
-    }
+    badPath('/kernelBoot/kernel', pathSyntaxProblem(spec.kernelBoot.kernel));
+    if (spec.kernelBoot.initrd !== undefined) badPath('/kernelBoot/initrd', pathSyntaxProblem(spec.kernelBoot.initrd));
     if (spec.kernelBoot.cmdline !== undefined && (typeof spec.kernelBoot.cmdline !== 'string' || spec.kernelBoot.cmdline.length > 4096)) {
       bad('/kernelBoot/cmdline', 'must be at most 4096 characters');
     }

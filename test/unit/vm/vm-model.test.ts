@@ -80,6 +80,11 @@ describe('validateVmSpec', () => {
     expect(pointers(base({ interfaces: [{ network: 'n', ip: '10.0.0.256' }] }))).toEqual(['/interfaces/0/ip']);
   });
 
+  it("refuses '..' and empty paths before looking at the disk", () => {
+    expect(pointers(base({ disks: [{ name: 'a', host: { path: '../etc/shadow' } }] }))).toEqual(['/disks/0/host/path']);
+    expect(pointers(base({ kernelBoot: { kernel: 'k/../../x', initrd: '' } }))).toEqual(['/kernelBoot/kernel', '/kernelBoot/initrd']);
+  });
+
   it('refuses control characters in every string, allowing tab/LF/CR only in cloud-init documents', () => {
     expect(pointers(base({ kernelBoot: { kernel: 'k', cmdline: 'a\nb' } }))).toEqual(['/kernelBoot/cmdline']);
     expect(pointers(base({ cloudInit: { userData: 'a\u0000b' } }))).toEqual(['/cloudInit/userData']);
