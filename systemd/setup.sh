@@ -64,7 +64,7 @@ if [ $for_tests = 1 ]; then
 	packages+=(
 		busybox-static linux-image-amd64 cpio socat chromium python3
 		# DHCP clients, servers and tools the DHCP tests talk to (bookworm: dhcpcd-base holds dhcpcd)
-		udhcpc dhcpcd-base isc-dhcp-client dnsmasq-base kea-dhcp4-server kea-admin tcpdump
+		udhcpc dhcpcd-base isc-dhcp-client dnsmasq-base kea-dhcp4-server kea-admin tcpdump ovmf
 	)
 fi
 
