@@ -110,7 +110,9 @@ export interface FakeNetHost extends NetHost {
 }
 
 export function createFakeNetHost(links: Links, initial: { sysctl?: Record<string, string> } = {}): FakeNetHost {
+  // Keyed by name and ifindex: a link deleted and made again starts without addresses, like the kernel's.
   const addrs = new Map<string, string[]>();
+  const key = (l: { name: string; ifindex: number }) => `${l.name}#${l.ifindex}`;
   const sysctl = new Map(Object.entries(initial.sysctl ?? { 'net.ipv4.ip_forward': '0' }));
   const stp = new Map<string, boolean>();
   const isolated = new Map<string, boolean>();
@@ -133,22 +135,22 @@ export function createFakeNetHost(links: Links, initial: { sysctl?: Record<strin
     },
     async addresses() {
       const out = new Map<string, string[]>();
-      for (const l of await links.list()) out.set(l.name, [...(addrs.get(l.name) ?? [])]);
+      for (const l of await links.list()) out.set(l.name, [...(addrs.get(key(l)) ?? [])]);
       return out;
     },
     async addAddress(dev, cidr) {
       step(`addr add ${cidr} dev ${dev}`);
-      await mustLink(dev);
-      const have = addrs.get(dev) ?? [];
+      const k = key(await mustLink(dev));
+      const have = addrs.get(k) ?? [];
       if (have.includes(cidr)) throw new AppError('HOST_ERROR', 'RTNETLINK answers: File exists');
-      addrs.set(dev, [...have, cidr]);
+      addrs.set(k, [...have, cidr]);
     },
     async delAddress(dev, cidr) {
       step(`addr del ${cidr} dev ${dev}`);
-      await mustLink(dev);
-      const have = addrs.get(dev) ?? [];
+      const k = key(await mustLink(dev));
+      const have = addrs.get(k) ?? [];
       if (!have.includes(cidr)) throw new AppError('HOST_ERROR', 'RTNETLINK answers: Cannot assign requested address');
-      addrs.set(dev, have.filter((a) => a !== cidr));
+      addrs.set(k, have.filter((a) => a !== cidr));
     },
     async getSysctl(key) {
       return sysctl.get(key);

@@ -1,7 +1,7 @@
 // The Networks service: declarative PUT (plan from what the host has, apply with a revert stack, persist),
 // GET with per-check status, DELETE refused while NICs use the network. The generation moves only when
 // the spec really changes; it is the ETag, and If-Match guards against lost updates.
-import { AppError } from '../lib/errors.js';
+import { AppError, errorMessage, isAppError } from '../lib/errors.js';
 import type { Logger } from '../lib/logger.js';
 import type { KeySpace, Store } from '../store/store.js';
 import { createIpam, type Ipam, type IpamEntry } from './ipam.js';
@@ -64,6 +64,12 @@ export interface NetworkService {
   ownedLinks(): Promise<string[]>;
   /** Re-plans against the host (e.g. after a NIC got its address, so its port forward appears). */
   refresh(name: string): Promise<string[]>;
+  /**
+   * At start-up: finishes any apply a crash interrupted (rolled forward to the spec it was applying) and
+   * re-converges every network (after a host reboot its bridges and tables are gone). Never throws for
+   * one network: each result says what changed or why it could not.
+   */
+  reconcile(): Promise<Array<{ name: string; changes: string[]; interrupted: boolean; error?: string }>>;
 }
 
 /** Strong ETag of a generation. */
@@ -91,6 +97,7 @@ export function createNetworkService(deps: NetworkServiceDeps): NetworkService {
     queue = run.catch(() => undefined);
     return run;
   };
+  const intents: KeySpace<{ spec: NormalSpec; at: string }> = deps.store.sublevel('network-intents');
   const ipamEntries = (name: string) => deps.store.sublevel<IpamEntry>(`ipam:${name}`);
   // One allocator per network and subnet: its queue is what makes check-then-record atomic.
   const ipams = new Map<string, { key: string; ipam: Ipam }>();
@@ -124,7 +131,11 @@ export function createNetworkService(deps: NetworkServiceDeps): NetworkService {
     };
   };
 
-  /** Plans and (unless dry) applies; returns the record to store and the change lines. */
+  /**
+   * Plans and (unless dry) applies; returns the record to store and the change lines. The intent is
+   * recorded before the kernel is touched, so a daemon killed mid-apply (when no revert can run) leaves
+   * a trace that reconcile() rolls forward; a failure that the revert stack undid clears it.
+   */
   const converge = async (name: string, desired: NormalSpec, prev: NetworkRecord | undefined, dryRun: boolean) => {
     const h = await host(name, desired, prev);
     const { changes, diff } = planNetwork({ name, desired, previous: prev?.spec, host: h, nicAddresses: await nicAddresses(name, desired) });
@@ -136,7 +147,14 @@ export function createNetworkService(deps: NetworkServiceDeps): NetworkService {
       else nft[k] = c.script;
     }
     if (!dryRun && changes.length > 0) {
-      await driverFor(desired.type).apply(a, changes);
+      await intents.put(name, { spec: desired, at: now().toISOString() });
+      try {
+        await driverFor(desired.type).apply(a, changes);
+      } catch (e) {
+        // The revert stack ran; if it failed too, the intent stays so reconcile() finishes the job.
+        if (!(isAppError(e) && /undoing the applied changes failed/.test(e.message))) await intents.del(name);
+        throw e;
+      }
       log?.info({ network: name, changes: changes.length }, 'network applied');
     }
     return { changes, diff, nft };
@@ -166,6 +184,7 @@ export function createNetworkService(deps: NetworkServiceDeps): NetworkService {
           ? { ...prev, nft }
           : { name, spec: desired, generation: (prev?.generation ?? 0) + 1, createdAt: prev?.createdAt ?? at, updatedAt: at, nft };
         if (!dryRun && (specChanged || changes.length > 0)) await records.put(name, rec);
+        if (!dryRun && changes.length > 0) await intents.del(name);
         const network = dryRun ? { ...(await view(prev ?? rec)), ...(prev ? {} : { generation: 0 }), spec: desired } : await view(rec);
         return { network, created: prev === undefined, changed: specChanged || changes.length > 0, dryRun, changes: changes.flatMap(describeChange), diff };
       });
@@ -216,21 +235,52 @@ export function createNetworkService(deps: NetworkServiceDeps): NetworkService {
       return made;
     },
 
+    reconcile() {
+      return serial(async () => {
+        const out: Array<{ name: string; changes: string[]; interrupted: boolean; error?: string }> = [];
+        const pending = new Map(await intents.list());
+        const names = new Set([...(await records.list()).map(([n]) => n), ...pending.keys()]);
+        for (const name of [...names].sort()) {
+          const prev = await records.get(name);
+          const intent = pending.get(name);
+          const desired = intent?.spec ?? prev!.spec;
+          try {
+            const { changes, nft } = await converge(name, desired, prev, false);
+            const at = now().toISOString();
+            const specChanged = !sameSpec(prev?.spec, desired);
+            const rec: NetworkRecord = prev && !specChanged ? { ...prev, nft } : { name, spec: desired, generation: (prev?.generation ?? 0) + 1, createdAt: prev?.createdAt ?? at, updatedAt: at, nft };
+            if (specChanged || changes.length > 0) await records.put(name, rec);
+            await intents.del(name);
+            out.push({ name, changes: changes.flatMap(describeChange), interrupted: intent !== undefined });
+          } catch (e) {
+            log?.error({ network: name, err: e }, 'network reconcile failed');
+            out.push({ name, changes: [], interrupted: intent !== undefined, error: errorMessage(e) });
+          }
+        }
+        return out;
+      });
+    },
+
     async ownedLinks() {
-      const out: string[] = [];
-      for (const [, r] of await records.list()) {
-        if (r.spec.type === 'routed' || !r.spec.bridge.managed) continue;
-        out.push(networkBridge(r.name, r.spec));
-        if (r.spec.vlan !== undefined) for (const u of r.spec.bridge.uplinks) out.push(vlanLinkName(r.name, u, r.spec.vlan));
+      const out = new Set<string>();
+      // An interrupted apply's objects are ours too until reconcile() decides about them.
+      const specs = [...(await records.list()).map(([n, r]) => [n, r.spec] as const), ...(await intents.list()).map(([n, i]) => [n, i.spec] as const)];
+      for (const [name, spec] of specs) {
+        if (spec.type === 'routed' || !spec.bridge.managed) continue;
+        out.add(networkBridge(name, spec));
+        if (spec.vlan !== undefined) for (const u of spec.bridge.uplinks) out.add(vlanLinkName(name, u, spec.vlan));
       }
-      return out;
+      return [...out].sort();
     },
 
     refresh(name) {
       return serial(async () => {
         const rec = await must(name);
         const { changes, nft } = await converge(name, rec.spec, rec, false);
-        if (changes.length > 0) await records.put(name, { ...rec, nft });
+        if (changes.length > 0) {
+          await records.put(name, { ...rec, nft });
+          await intents.del(name);
+        }
         return changes.flatMap(describeChange);
       });
     },

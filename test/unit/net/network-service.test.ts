@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createFakeLinks, type FakeLinks } from '../../../daemon/host/links-fake.js';
+import type { Links } from '../../../daemon/host/links.js';
 import type { Nftables } from '../../../daemon/host/nftables.js';
 import { AppError, isAppError } from '../../../daemon/lib/errors.js';
 import { bridgeName, tapName } from '../../../daemon/net/names.js';
@@ -200,6 +201,68 @@ describe('nat', () => {
     const off = await svc.put('nat1', { ...spec, nat: { ...spec.nat, isolation: false } });
     expect(off.changes).toEqual(['~ ip link set dev tapx type bridge_slave isolated off']);
     expect(await host.getPortIsolated('tapx')).toBe(false);
+  });
+});
+
+describe('crash and restart', () => {
+  it('a daemon killed mid-apply leaves an intent; the next daemon rolls it forward on reconcile', async () => {
+    const links = createFakeLinks();
+    links.seed({ name: 'eth1', up: true });
+    const host = createFakeNetHost(links);
+    const nft = tableNft();
+    const sub = `t${space++}`;
+    const substore = { sublevel: <V>(n: string) => store.sublevel<V>(`${sub}:${n}`) };
+    // The first daemon "dies" inside its second link step: that call never returns, no revert runs.
+    let calls = 0;
+    let reached: () => void = () => undefined;
+    const died = new Promise<void>((r) => (reached = r));
+    const dying: Links = {
+      ...links,
+      apply: (ops) => {
+        if (++calls === 2) {
+          reached();
+          return new Promise<void>(() => undefined);
+        }
+        return links.apply(ops);
+      },
+    };
+    const first = createNetworkService({ store: substore, adapters: { links: dying, nft, host } });
+    void first.put('lan', { type: 'bridge', bridge: { uplinks: ['eth1'] } });
+    await died;
+    const br = bridgeName('lan');
+    expect(await links.get(br)).toBeDefined();
+    expect((await links.get('eth1'))?.master).toBeUndefined();
+
+    const second = createNetworkService({ store: substore, adapters: { links, nft, host } });
+    // The half-made bridge is owned (not an orphan for the NIC sweep) while its intent is pending.
+    expect(await second.ownedLinks()).toEqual([br]);
+    expect(await second.list()).toEqual([]);
+    const res = await second.reconcile();
+    expect(res).toEqual([{ name: 'lan', interrupted: true, changes: [`~ ip link set dev eth1 mtu 1500 master ${br} up`, `~ ip link set dev ${br} up`] }]);
+    const got = await second.get('lan');
+    expect(got).toMatchObject({ generation: 1, status: { ready: true } });
+    expect(await second.reconcile()).toEqual([{ name: 'lan', interrupted: false, changes: [] }]);
+  });
+
+  it('after a host reboot (every link of ours gone) reconcile recreates the networks, and reports what it could not', async () => {
+    const { svc, links, host, nft } = setup();
+    await svc.put('lan', { type: 'bridge', bridge: { uplinks: ['eth1'] } });
+    await svc.put('n', { type: 'nat' });
+    await svc.put('gone', { type: 'bridge', bridge: { uplinks: ['eth2'] } });
+    for (const b of [bridgeName('lan'), bridgeName('n'), bridgeName('gone')]) await links.apply([{ op: 'delete', name: b }]);
+    await links.apply([{ op: 'delete', name: 'eth2' }]);
+    nft.tables.clear();
+    const res = await svc.reconcile();
+    expect(res.map((r) => [r.name, r.error === undefined])).toEqual([
+      ['gone', false],
+      ['lan', true],
+      ['n', true],
+    ]);
+    expect(res[0]!.error).toContain('uplink eth2 does not exist');
+    expect(res[2]!.error).toBeUndefined();
+    expect((await svc.get('lan')).status.ready).toBe(true);
+    expect((await svc.get('n')).status.ready).toBe(true);
+    expect((await host.addresses()).get(bridgeName('n'))).toEqual(['10.0.2.1/24']);
   });
 });
 
