@@ -3,6 +3,7 @@
 import { AppError } from '../lib/errors.js';
 import type { LinkInfo, LinkOp } from '../host/links.js';
 import { renderLinkOp } from '../host/links.js';
+import type { DhcpServerConfig } from './dhcp/server.js';
 import { describePool, formatIpv4, type Pool } from './ipam.js';
 
 export type NetworkType = 'bridge' | 'nat' | 'routed';
@@ -288,4 +289,30 @@ export function undoOf(c: HostChange): HostChange[] {
     case 'sysctl':
       return c.previous === undefined ? [] : [{ kind: 'sysctl', key: c.key, value: c.previous, previous: c.value }];
   }
+}
+
+/**
+ * What a NIC's own DHCP server hands out on this network (dhcp-service's per-interface config minus the
+ * interface itself); undefined without IPAM, where the LAN's DHCP serves the VM and ours stays silent.
+ */
+export function dhcpOffer(
+  att: NicAttachment,
+  nic: { mac: string; ip: string; hostname?: string },
+): Omit<DhcpServerConfig, 'onEvent' | 'logger' | 'now'> | undefined {
+  const ipam = att.ipam;
+  if (ipam === undefined) return undefined;
+  return {
+    mac: nic.mac,
+    ip: nic.ip,
+    prefixLength: ipam.prefixLength,
+    // Our server speaks as the gateway: the address the guest already routes to.
+    serverIp: ipam.gateway,
+    router: ipam.gateway,
+    mtu: att.mtu,
+    ...(ipam.dns.length > 0 ? { dns: ipam.dns } : {}),
+    ...(ipam.search.length > 0 ? { search: ipam.search } : {}),
+    ...(ipam.domain === undefined ? {} : { domainName: ipam.domain }),
+    ...(ipam.routes === undefined ? {} : { routes: ipam.routes }),
+    ...(nic.hostname === undefined ? {} : { hostname: nic.hostname }),
+  };
 }

@@ -4,9 +4,11 @@ import { describe, expect, it } from 'vitest';
 import { isAppError } from '../../../daemon/lib/errors.js';
 import { bridgeName } from '../../../daemon/net/names.js';
 import { planNetwork } from '../../../daemon/net/network-drivers.js';
-import { vlanLinkName } from '../../../daemon/net/network-bridge.js';
-import { emptyHostState, normaliseSpec, undoOf, type HostState, type NetworkSpec } from '../../../daemon/net/network-model.js';
-import { renderNatTable } from '../../../daemon/net/network-nat.js';
+import { createDhcpServer } from '../../../daemon/net/dhcp/server.js';
+import { bridgeDriver, vlanLinkName } from '../../../daemon/net/network-bridge.js';
+import { routedDriver } from '../../../daemon/net/network-routed.js';
+import { dhcpOffer, emptyHostState, normaliseSpec, undoOf, type HostState, type NetworkSpec } from '../../../daemon/net/network-model.js';
+import { natDriver, renderNatTable } from '../../../daemon/net/network-nat.js';
 
 function host(links: Array<{ name: string; kind?: string; master?: string; mtu?: number; up?: boolean }>): HostState {
   const h = emptyHostState();
@@ -150,5 +152,41 @@ describe('nat plans', () => {
     const a = normaliseSpec({ type: 'nat' });
     const b = normaliseSpec({ type: 'bridge' });
     expect(code(() => planNetwork({ name: 'n', desired: b, previous: a, host: host([]), nicAddresses: new Map() }))).toBe('NETWORK_INVALID');
+  });
+});
+
+describe('dhcpOffer', () => {
+  it('routed: a /32 with classless routes to 169.254.1.1 that the real DHCP server accepts; none without IPAM', () => {
+    const att = routedDriver.nicAttachment('rt', normaliseSpec({ type: 'routed', routed: { pool: '203.0.113.16/28' } }));
+    const offer = dhcpOffer(att, { mac: '0e:00:00:00:00:01', ip: '203.0.113.17', hostname: 'vm1' })!;
+    expect(offer).toEqual({
+      mac: '0e:00:00:00:00:01',
+      ip: '203.0.113.17',
+      prefixLength: 32,
+      serverIp: '169.254.1.1',
+      router: '169.254.1.1',
+      mtu: 1500,
+      routes: [
+        { destination: '169.254.1.1/32', gateway: '0.0.0.0' },
+        { destination: '0.0.0.0/0', gateway: '169.254.1.1' },
+      ],
+      hostname: 'vm1',
+    });
+    expect(() => createDhcpServer(offer)).not.toThrow();
+    expect(dhcpOffer(bridgeDriver.nicAttachment('lan', normaliseSpec({ type: 'bridge' })), { mac: '0e:00:00:00:00:01', ip: '10.0.0.2' })).toBeUndefined();
+  });
+
+  it('nat: the subnet prefix, the gateway as router and server, DNS and search as given', () => {
+    const att = natDriver.nicAttachment('n', normaliseSpec({ type: 'nat', ipam: { subnet: '10.0.2.0/24', dns: ['10.0.2.1'], search: ['lab'] } }));
+    expect(dhcpOffer(att, { mac: '0e:00:00:00:00:02', ip: '10.0.2.5' })).toEqual({
+      mac: '0e:00:00:00:00:02',
+      ip: '10.0.2.5',
+      prefixLength: 24,
+      serverIp: '10.0.2.1',
+      router: '10.0.2.1',
+      mtu: 1500,
+      dns: ['10.0.2.1'],
+      search: ['lab'],
+    });
   });
 });
