@@ -20,6 +20,11 @@ import { createDhcpServerRegistry } from './net/dhcp/registry.js';
 import { createRelayTransport } from './net/dhcp/relay-transport.js';
 import { openPacketSocket } from './host/native.js';
 import { createNodeService } from './node/node-service.js';
+import { createLinks } from './host/links.js';
+import { createNftables } from './host/nftables.js';
+import { createNetHost } from './net/network-host.js';
+import { createNetworkService } from './net/network-service.js';
+import { createNicPlumber, type NicRecord } from './net/nic.js';
 import { createStore } from './store/store.js';
 
 const VERSION: string = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
@@ -103,6 +108,32 @@ async function serve(config: Config, configSource: string | null, logger: Logger
   const dhcp = createDhcpService({ openPacketSocket, leases, registry: dhcpRegistry, logger: dhcpLog });
   dhcp.start();
   closers.push({ name: 'dhcp', close: async () => dhcp.stop() });
+  // Host networks and the NIC plumber share one set of kernel adapters. A network is in use while a
+  // plumbed NIC is a port of its bridge or holds one of its addresses; the VM layer will plumb those NICs.
+  const links = createLinks();
+  const nft = createNftables();
+  const plumber = createNicPlumber({ links, nft, records: store.sublevel<NicRecord>('nics'), logger: logger.child({ component: 'nic' }) });
+  const networks = createNetworkService({
+    store,
+    adapters: { links, nft, host: createNetHost() },
+    logger: logger.child({ component: 'network' }),
+    nicsUsing: async (network) => {
+      const [att, nics] = await Promise.all([networks.nicAttachment(network), plumber.list()]);
+      const users = new Set(nics.filter((n) => att.bridge !== undefined && n.spec.bridge === att.bridge).map((n) => n.id));
+      if (att.ipam) for (const entry of await (await networks.ipam(network)).list()) users.add(entry.owner);
+      return [...users];
+    },
+  });
+  for (const r of await networks.reconcile()) {
+    if (r.error) logger.warn(r, `network ${r.name} did not converge`);
+    else if (r.changes.length) logger.info(r, `network ${r.name} reconciled`);
+  }
+  const sweep = await plumber.sweep({ alsoOwned: await networks.ownedLinks() });
+  if (sweep.orphanLinks.length || sweep.orphanChains.length || sweep.unfinished.length) {
+    // Reported, not deleted: removal belongs to the VM reconciler once it knows which NICs should exist.
+    logger.warn(sweep, 'kernel objects with our prefix that no record owns, or NICs a crash left half-plumbed');
+  }
+
   if (config.dhcp.relay) {
     const relay = createRelayTransport({ registry: dhcpRegistry, address: config.dhcp.relay.address, port: config.dhcp.relay.port, logger: dhcpLog });
     const bound = await relay.start();
@@ -114,7 +145,7 @@ async function serve(config: Config, configSource: string | null, logger: Logger
 
   // transport
   const spec = await loadApiSpec();
-  const app = createApp({ logger, spec, node, tokens, leases, version: VERSION });
+  const app = createApp({ logger, spec, node, tokens, leases, networks, version: VERSION });
   const servers = await startServers({
     app,
     logger,

@@ -56,7 +56,7 @@ has_systemd() { [ "$(cat /proc/1/comm 2>/dev/null)" = systemd ] || [ -d /run/sys
 # --- Debian packages ------------------------------------------------------------------------------------------
 packages=(
 	libvirt-daemon libvirt-daemon-driver-qemu libvirt-daemon-system libvirt-clients libvirt-dbus dbus
-	qemu-system-x86 qemu-utils xorriso nftables iproute2 kmod
+	qemu-system-x86 qemu-utils xorriso nftables iproute2 kmod iputils-ping
 	# node-gyp builds native/ (plain C, linked by the C++ driver) and needs python3
 	make gcc g++ python3
 )

@@ -132,6 +132,38 @@ describe('nodevirtd as a process', () => {
     expect(udp).toContain(`pid=${daemon.pid}`);
   });
 
+  it('manages a host network through the API: PUT creates the bridge, a same PUT is a no-op, DELETE removes it', async () => {
+    const name = `t${process.pid % 100000}`;
+    const op = (id: string) => spec.operations.find((o) => o.operationId === id)!;
+    const valid = (id: string, r: { status: number; headers: Record<string, unknown>; body: unknown }) =>
+      expect(op(id).validateResponse(r.status, String(r.headers['content-type'] ?? '').split(';')[0]!.trim(), r.body)).toEqual([]);
+    const body = { type: 'bridge', mtu: 1400, bridge: { managed: true, uplinks: [], stp: false }, ipam: { subnet: '10.251.7.0/24', gateway: '10.251.7.1', dns: [], search: [], reserved: [] } };
+    const dry = await apiRequest({ socketPath: sock }, 'PUT', `/v1/networks/${name}?dryRun=true`, body);
+    expect(dry.status, JSON.stringify(dry.body)).toBeLessThan(300);
+    valid('networkPut', dry);
+    const put = await apiRequest({ socketPath: sock }, 'PUT', `/v1/networks/${name}`, body);
+    expect(put.status, JSON.stringify(put.body)).toBeLessThan(300);
+    valid('networkPut', put);
+    try {
+      const got = await apiRequest({ socketPath: sock }, 'GET', `/v1/networks/${name}`);
+      expect(got.status).toBe(200);
+      valid('networkGet', got);
+      const view = got.body as { generation: number; status: { ready: boolean; bridge?: string } };
+      expect(view.status.ready).toBe(true);
+      const bridge = view.status.bridge!;
+      const link = JSON.parse(execFileSync('ip', ['-d', '-j', 'link', 'show', bridge]).toString())[0] as { mtu: number; linkinfo: { info_kind: string } };
+      expect(link.linkinfo.info_kind).toBe('bridge');
+      expect(link.mtu).toBe(1400);
+      const again = await apiRequest({ socketPath: sock }, 'PUT', `/v1/networks/${name}`, body);
+      expect(again.body).toMatchObject({ changed: false, network: { generation: view.generation } });
+      const del = await apiRequest({ socketPath: sock }, 'DELETE', `/v1/networks/${name}`);
+      expect(del.status).toBeLessThan(300);
+      expect(() => execFileSync('ip', ['link', 'show', bridge], { stdio: 'pipe' })).toThrow();
+    } finally {
+      await apiRequest({ socketPath: sock }, 'DELETE', `/v1/networks/${name}`).catch(() => undefined);
+    }
+  });
+
   it('pings the watchdog at half the interval systemd asked for', async () => {
     await notify.waitFor(/WATCHDOG=1/, 5000);
   });
