@@ -35,12 +35,15 @@ export const ERROR_CODES = {
   NETWORK_INVALID: 'the network spec is not valid on this host',
   NETWORK_IN_USE: 'the network is used by VM NICs',
   NETWORK_CONFLICT: 'the network conflicts with what exists on the host',
+  FLOATING_IP_NOT_FOUND: 'no such floating IP on the network',
   // host changes with automatic rollback (net/host-change.ts)
   HOST_CHANGE_INVALID: 'the host change request is not valid',
   HOST_CHANGE_NOT_FOUND: 'no such host change',
   HOST_CHANGE_CONFLICT: 'the host change is no longer pending (confirmed, reverted or failed)',
   // VMs and storage (vm/, storage/)
   VM_SPEC_INVALID: 'the VM spec is not valid',
+  VM_NOT_FOUND: 'no such VM',
+  VM_CONFLICT: 'the VM is in a state that does not allow this change',
   FIRMWARE_INVALID: 'the requested firmware is not installed on this host',
   PATH_INVALID: 'the path is not inside an allowed storage root',
   IMAGE_INVALID: 'the image file is not a usable raw or qcow2 image',

@@ -1,0 +1,537 @@
+// The VM service: desired state (spec, generation) in the store, server-made values (MACs, IPs) in status,
+// and the lifecycle start = plumb NICs -> seed -> define -> start, stop = ACPI then destroy -> unplumb.
+import { randomUUID } from 'node:crypto';
+import { mkdir, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { AppError, errorMessage, type ErrorIssue } from '../lib/errors.js';
+import type { Logger } from '../lib/logger.js';
+import { createReverter } from '../lib/revert.js';
+import type { DomainState, LibvirtClient } from '../libvirt/types.js';
+import type { DhcpService } from '../net/dhcp/dhcp-service.js';
+import type { LeaseRepo } from '../net/dhcp/lease-repo.js';
+import type { MacAllocator } from '../net/macs.js';
+import { dhcpOffer } from '../net/network-model.js';
+import type { NetworkService } from '../net/network-service.js';
+import { nicId, type NicPlumber } from '../net/nic.js';
+import { seedFiles, writeSeedIso } from '../storage/cloud-init.js';
+import type { ImageStore } from '../storage/images.js';
+import type { PathGuard } from '../storage/paths.js';
+import type { Store } from '../store/store.js';
+import { buildDomainXml, type DiskFormat, type DomainXmlContext } from './domain-xml.js';
+import { DEFAULTS, nicName, validateVmSpec, type HostCapacity, type VmSpec } from './vm-model.js';
+
+export type VmPhase = 'Stopped' | 'Starting' | 'Running' | 'Paused' | 'Stopping' | 'Failed';
+
+export interface VmCondition {
+  type: string;
+  status: 'True' | 'False';
+  reason: string;
+  message: string;
+  lastTransitionTime: string;
+}
+
+/** A NIC's server-made values: chosen once at creation, kept across updates and restarts. */
+export interface VmNicAllocation {
+  name: string;
+  network: string;
+  mac: string;
+  /** Only on networks with IPAM. */
+  ip?: string;
+}
+
+export interface VmRecord {
+  name: string;
+  /** Also the VM's id for NIC/MAC/IP owners and the seed's instance-id. */
+  uuid: string;
+  generation: number;
+  spec: VmSpec;
+  nics: VmNicAllocation[];
+  createdAt: string;
+  updatedAt: string;
+  /** The generation the domain was last defined with (undefined: never started). */
+  definedGeneration?: number;
+  conditions: VmCondition[];
+}
+
+export interface VmNicStatus {
+  name: string;
+  network: string;
+  mac: string;
+  ip: string | null;
+  tap: string | null;
+  dhcpAcked: boolean;
+}
+
+export interface VmStatus {
+  phase: VmPhase;
+  domain: string;
+  uuid: string;
+  /** True when the running domain was defined from an older generation (applies at the next start). */
+  restartRequired: boolean;
+  conditions: VmCondition[];
+  nics: VmNicStatus[];
+}
+
+export interface VmView {
+  name: string;
+  generation: number;
+  createdAt: string;
+  updatedAt: string;
+  spec: VmSpec;
+  status: VmStatus;
+}
+
+export interface VmPutResult {
+  vm: VmView;
+  created: boolean;
+  changed: boolean;
+  dryRun: boolean;
+  /** Top-level spec fields that differ from the stored spec, e.g. "~ /memory: 256 -> 512". */
+  diff: string[];
+  /** Dry run only: the domain XML a start would define (taps and MACs as they would be). */
+  domainXml?: string;
+}
+
+export interface VmServiceDeps {
+  store: Pick<Store, 'sublevel'>;
+  libvirt: LibvirtClient;
+  plumber: Pick<NicPlumber, 'plumb' | 'unplumb' | 'get'>;
+  networks: Pick<NetworkService, 'nicAttachment' | 'ipam' | 'refresh'>;
+  dhcp: Pick<DhcpService, 'attach' | 'detach' | 'linkChanged'>;
+  leases?: Pick<LeaseRepo, 'list' | 'remove'>;
+  macs: MacAllocator;
+  /** Confines kernel and host-disk paths to the storage roots. */
+  guard: PathGuard;
+  images: Pick<ImageStore, 'inspect' | 'createEmptyVolume'>;
+  /** The host facts validation and the XML need; node service + capabilities in main. */
+  host: () => Promise<{ virtType: 'kvm' | 'qemu'; emulator: string; capacity: HostCapacity }>;
+  /** Serial sockets live here (libvirt creates them). */
+  runDir: string;
+  /** Per-VM directories (seed ISO, volumes) live here; must be inside a storage root libvirt's qemu can read. */
+  vmDir: string;
+  logger?: Logger;
+  /** libvirt domain name of a VM; default `nodevirt-<name>`. */
+  domainName?: (name: string) => string;
+  /** Poll interval while waiting for an ACPI shutdown. Default 250 ms. */
+  pollMs?: number;
+  now?: () => Date;
+}
+
+export interface VmService {
+  put(name: string, spec: VmSpec, opts?: { ifMatch?: string; dryRun?: boolean }): Promise<VmPutResult>;
+  get(name: string): Promise<VmView>;
+  list(): Promise<VmView[]>;
+  delete(name: string, opts?: { ifMatch?: string; keepDisks?: boolean }): Promise<void>;
+  start(name: string): Promise<VmView>;
+  stop(name: string, opts?: { force?: boolean }): Promise<VmView>;
+}
+
+export const vmEtag = (generation: number) => `"${generation}"`;
+
+/** Stable JSON (sorted keys, no undefined) so equal specs compare equal whatever their key order. */
+function canonical(v: unknown): string {
+  if (Array.isArray(v)) return `[${v.map(canonical).join(',')}]`;
+  if (v !== null && typeof v === 'object') {
+    const entries = Object.entries(v).filter(([, x]) => x !== undefined).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+    return `{${entries.map(([k, x]) => `${JSON.stringify(k)}:${canonical(x)}`).join(',')}}`;
+  }
+  return JSON.stringify(v);
+}
+
+export function specDiff(before: VmSpec | undefined, after: VmSpec): string[] {
+  const keys = [...new Set([...Object.keys(before ?? {}), ...Object.keys(after)])].sort();
+  const out: string[] = [];
+  for (const k of keys) {
+    const a = (before as unknown as Record<string, unknown> | undefined)?.[k];
+    const b = (after as unknown as Record<string, unknown>)[k];
+    if (canonical(a) === canonical(b)) continue;
+    if (a === undefined) out.push(`+ /${k}: ${canonical(b)}`);
+    else if (b === undefined) out.push(`- /${k}: ${canonical(a)}`);
+    else out.push(`~ /${k}: ${canonical(a)} -> ${canonical(b)}`);
+  }
+  return out;
+}
+
+function phaseOf(state: DomainState | undefined): VmPhase {
+  switch (state) {
+    case 'running':
+    case 'blocked':
+      return 'Running';
+    case 'paused':
+    case 'pmsuspended':
+      return 'Paused';
+    case 'shutdown':
+      return 'Stopping';
+    case 'crashed':
+      return 'Failed';
+    default:
+      return 'Stopped';
+  }
+}
+
+export function createVmService(deps: VmServiceDeps): VmService {
+  const records = deps.store.sublevel<VmRecord>('vms');
+  const log = deps.logger?.child({ component: 'vm' });
+  const now = () => (deps.now ?? (() => new Date()))().toISOString();
+  const domainOf = deps.domainName ?? ((name: string) => `nodevirt-${name}`);
+  const pollMs = deps.pollMs ?? 250;
+  const owner = (r: Pick<VmRecord, 'uuid'>, nic: string) => nicId(r.uuid, nic);
+  const vmPath = (name: string) => join(deps.vmDir, name);
+
+  // One operation per VM at a time; different VMs proceed concurrently.
+  const locks = new Map<string, Promise<unknown>>();
+  const locked = <T>(name: string, fn: () => Promise<T>): Promise<T> => {
+    const prev = locks.get(name) ?? Promise.resolve();
+    const run = prev.then(fn, fn);
+    const tail = run.catch(() => undefined);
+    locks.set(name, tail);
+    void tail.then(() => {
+      if (locks.get(name) === tail) locks.delete(name);
+    });
+    return run;
+  };
+
+  const load = async (name: string): Promise<VmRecord> => {
+    const r = await records.get(name);
+    if (r === undefined) throw new AppError('VM_NOT_FOUND', `no VM named ${name}`, { extra: { name } });
+    return r;
+  };
+
+  const setCondition = (r: VmRecord, type: string, ok: boolean, reason: string, message: string): void => {
+    const status = ok ? 'True' : 'False';
+    const old = r.conditions.find((c) => c.type === type);
+    const lastTransitionTime = old && old.status === status ? old.lastTransitionTime : now();
+    r.conditions = [...r.conditions.filter((c) => c.type !== type), { type, status, reason, message, lastTransitionTime }];
+  };
+
+  const domainState = async (name: string): Promise<DomainState | undefined> => (await deps.libvirt.lookupDomain(domainOf(name)))?.state;
+
+  const view = async (r: VmRecord): Promise<VmView> => {
+    let state: DomainState | undefined;
+    try {
+      state = await domainState(r.name);
+    } catch (e) {
+      // libvirt away: the spec is still ours to show; the phase is the last we can say for sure.
+      log?.debug({ vm: r.name, err: errorMessage(e) }, 'domain state unavailable');
+    }
+    const leases = deps.leases ? await deps.leases.list() : [];
+    const nics: VmNicStatus[] = [];
+    for (const n of r.nics) {
+      const plumbed = await deps.plumber.get(owner(r, n.name));
+      const tap = plumbed?.tap ?? null;
+      const acked =
+        tap !== null && leases.some((l) => l.interface === tap && l.mac === n.mac && l.ip === n.ip && l.lastAckAt !== null && l.releasedAt === null);
+      nics.push({ name: n.name, network: n.network, mac: n.mac, ip: n.ip ?? null, tap, dhcpAcked: acked });
+    }
+    const phase = phaseOf(state);
+    return {
+      name: r.name,
+      generation: r.generation,
+      createdAt: r.createdAt,
+      updatedAt: r.updatedAt,
+      spec: r.spec,
+      status: {
+        phase,
+        domain: domainOf(r.name),
+        uuid: r.uuid,
+        restartRequired: phase !== 'Stopped' && r.definedGeneration !== undefined && r.definedGeneration !== r.generation,
+        conditions: r.conditions,
+        nics,
+      },
+    };
+  };
+
+  /** MACs and IPs for the spec's NICs: kept for NICs that stay, made for new ones. Returns the undo for the new ones. */
+  const allocateNics = async (r: Pick<VmRecord, 'uuid' | 'nics'>, spec: VmSpec): Promise<{ nics: VmNicAllocation[]; release: VmNicAllocation[]; undo: () => Promise<void> }> => {
+    const undo = createReverter();
+    const out: VmNicAllocation[] = [];
+    try {
+      for (const [i, n] of (spec.interfaces ?? []).entries()) {
+        const name = nicName(n, i);
+        const id = owner(r, name);
+        const old = r.nics.find((o) => o.name === name && o.network === n.network);
+        let mac = old?.mac;
+        if (n.mac !== undefined && n.mac.toLowerCase() !== mac) {
+          mac = await deps.macs.reserve(n.mac, id);
+          const m = mac;
+          undo.add(() => deps.macs.release(m, id));
+        } else if (mac === undefined) {
+          mac = await deps.macs.allocate(id);
+          const m = mac;
+          undo.add(() => deps.macs.release(m, id));
+        }
+        const att = await deps.networks.nicAttachment(n.network);
+        let ip: string | undefined;
+        if (att.ipam !== undefined) {
+          const ipam = await deps.networks.ipam(n.network);
+          const had = await ipam.addressOf(id);
+          if (n.ip !== undefined && n.ip !== had) ip = await ipam.reserve(n.ip, id);
+          else ip = had ?? (await ipam.allocate(id));
+          if (ip !== had) undo.add(() => (had === undefined ? ipam.release(id) : ipam.reserve(had, id).then(() => undefined)));
+        } else if (n.ip !== undefined) {
+          throw new AppError('VM_SPEC_INVALID', `network ${n.network} has no IPAM: the IP is the LAN's to give`, {
+            issues: [{ pointer: `/interfaces/${i}/ip`, reason: `network ${n.network} has no IPAM, so no fixed IP can be given` }],
+          });
+        }
+        out.push({ name, network: n.network, mac, ...(ip === undefined ? {} : { ip }) });
+      }
+    } catch (e) {
+      await undo.fail();
+      throw e;
+    }
+    // NICs that went away or moved network, and MACs a NIC no longer uses, are released after the store write.
+    const release = r.nics.filter((o) => !out.some((n) => n.name === o.name && n.network === o.network && n.mac === o.mac));
+    return { nics: out, release, undo: async () => void (await undo.fail()) };
+  };
+
+  const releaseNic = async (r: Pick<VmRecord, 'uuid'>, n: VmNicAllocation, keep: VmNicAllocation[]): Promise<void> => {
+    const id = owner(r, n.name);
+    if (!keep.some((k) => k.mac === n.mac)) await deps.macs.release(n.mac, id);
+    const still = keep.find((k) => k.name === n.name);
+    if (n.ip !== undefined && (still === undefined || still.network !== n.network)) {
+      await (await deps.networks.ipam(n.network)).release(id).catch((e: unknown) => log?.warn({ nic: id, err: errorMessage(e) }, 'IP release failed'));
+    }
+  };
+
+  const checkSpec = async (name: string, spec: VmSpec): Promise<void> => {
+    const issues: ErrorIssue[] = [];
+    if (spec.name !== name) issues.push({ pointer: '/name', reason: `must equal the name in the path (${name})` });
+    const { capacity } = await deps.host();
+    issues.push(...validateVmSpec(spec, capacity));
+    // The image registry is not built yet: only sources that need no image are accepted.
+    (spec.disks ?? []).forEach((d, i) => {
+      if (d.image !== undefined || d.cdrom !== undefined || d.volume?.fromImage !== undefined) {
+        issues.push({ pointer: `/disks/${i}`, reason: 'image-based disks need the image registry, which this node does not have yet; use host or an empty volume' });
+      }
+    });
+    if (issues.length) throw new AppError('VM_SPEC_INVALID', `the VM spec has ${issues.length} problem(s)`, { issues });
+    // Confinement (symlinks included) is checked now too, so a path outside the roots is refused at PUT, not at start.
+    for (const p of [spec.kernelBoot?.kernel, spec.kernelBoot?.initrd, ...(spec.disks ?? []).map((d) => d.host?.path)]) {
+      if (p !== undefined) await deps.guard.resolve(p);
+    }
+  };
+
+  /** Host paths and files of the domain: confined kernel/disks, volumes created on first use. */
+  const resolveStorage = async (r: VmRecord, dryRun: boolean): Promise<Pick<DomainXmlContext, 'disks' | 'kernelBoot'>> => {
+    const disks: Record<string, { path: string; format: DiskFormat }> = {};
+    for (const d of r.spec.disks ?? []) {
+      if (d.host) {
+        const path = await deps.guard.resolve(d.host.path);
+        if (dryRun) disks[d.name] = { path, format: 'raw' };
+        else {
+          const facts = await deps.images.inspect(path).catch(async (e: unknown) => {
+            if (d.host?.sizeBytes === undefined || !isAppError404(e)) throw e;
+            return deps.images.createEmptyVolume(path, d.host.sizeBytes, 'raw');
+          });
+          disks[d.name] = { path: facts.path, format: facts.format };
+        }
+      } else if (d.volume?.sizeBytes !== undefined) {
+        const path = join(vmPath(r.name), `${d.name}.qcow2`);
+        if (dryRun) disks[d.name] = { path, format: 'qcow2' };
+        else {
+          await mkdir(vmPath(r.name), { recursive: true, mode: 0o755 });
+          const facts = await deps.images.inspect(path).catch(() => deps.images.createEmptyVolume(path, d.volume!.sizeBytes!, 'qcow2'));
+          disks[d.name] = { path: facts.path, format: facts.format };
+        }
+      }
+    }
+    const kb = r.spec.kernelBoot;
+    if (kb === undefined) return { disks };
+    const kernel = await deps.guard.resolve(kb.kernel);
+    const initrd = kb.initrd === undefined ? undefined : await deps.guard.resolve(kb.initrd);
+    return { disks, kernelBoot: { kernel, ...(initrd === undefined ? {} : { initrd }) } };
+  };
+
+  const xmlFor = async (r: VmRecord, taps: string[], dryRun: boolean): Promise<string> => {
+    const host = await deps.host();
+    const storage = await resolveStorage(r, dryRun);
+    const seed = r.spec.cloudInit !== undefined ? join(vmPath(r.name), 'seed.iso') : undefined;
+    return buildDomainXml(r.spec, {
+      domainName: domainOf(r.name),
+      uuid: r.uuid,
+      virtType: host.virtType,
+      emulator: host.emulator,
+      generation: r.generation,
+      ...storage,
+      nics: (r.spec.interfaces ?? []).map((n, i) => ({ tap: taps[i] ?? '', mac: r.nics[i]?.mac ?? '', model: n.model ?? 'virtio' })),
+      serialSocket: join(deps.runDir, `${domainOf(r.name)}.serial`),
+      ...(seed === undefined ? {} : { cloudInitIso: seed }),
+    });
+  };
+
+  /** Unplumbs every NIC of the VM and stops its DHCP servers; tolerates NICs never plumbed. */
+  const unplumbAll = async (r: VmRecord, nics: VmNicAllocation[]): Promise<string[]> => {
+    const taps: string[] = [];
+    for (const n of nics) {
+      const id = owner(r, n.name);
+      const rec = await deps.plumber.get(id);
+      if (rec === undefined) continue;
+      taps.push(rec.tap);
+      deps.dhcp.detach(rec.tap);
+      await deps.plumber.unplumb(id);
+    }
+    return taps;
+  };
+
+  const waitInactive = async (name: string, ms: number): Promise<boolean> => {
+    const deadline = Date.now() + ms;
+    for (;;) {
+      const info = await deps.libvirt.lookupDomain(domainOf(name));
+      if (info === undefined || !info.active) return true;
+      if (Date.now() >= deadline) return false;
+      await new Promise((ok) => setTimeout(ok, pollMs));
+    }
+  };
+
+  const stopDomain = async (r: VmRecord, force: boolean): Promise<void> => {
+    const info = await deps.libvirt.lookupDomain(domainOf(r.name));
+    if (info?.active) {
+      const grace = (r.spec.stopGracePeriodSeconds ?? DEFAULTS.stopGracePeriodSeconds) * 1000;
+      let down = false;
+      if (!force && grace > 0 && info.state === 'running') {
+        await deps.libvirt.shutdownDomain(domainOf(r.name));
+        down = await waitInactive(r.name, grace);
+      }
+      if (!down) {
+        log?.info({ vm: r.name, force }, force ? 'destroying domain' : 'ACPI shutdown not finished within the grace period: destroying');
+        await deps.libvirt.destroyDomain(domainOf(r.name)).catch(async (e: unknown) => {
+          // It may have gone down between the last poll and the destroy.
+          if ((await deps.libvirt.lookupDomain(domainOf(r.name)))?.active) throw e;
+        });
+      }
+    }
+    await unplumbAll(r, r.nics);
+  };
+
+  return {
+    put: (name, spec, opts = {}) =>
+      locked(name, async () => {
+        await checkSpec(name, spec);
+        const old = await records.get(name);
+        if (opts.ifMatch !== undefined && opts.ifMatch !== '*' && (old === undefined || opts.ifMatch !== vmEtag(old.generation))) {
+          throw new AppError('PRECONDITION_FAILED', `If-Match ${opts.ifMatch} does not match the VM's current ETag`, {
+            extra: { current: old === undefined ? null : vmEtag(old.generation) },
+          });
+        }
+        const diff = specDiff(old?.spec, spec);
+        const changed = diff.length > 0;
+        const base: VmRecord = old ?? { name, uuid: randomUUID(), generation: 0, spec, nics: [], createdAt: now(), updatedAt: now(), conditions: [] };
+        if (opts.dryRun) {
+          const draft: VmRecord = { ...base, spec, generation: changed ? base.generation + 1 : base.generation };
+          // MACs/IPs of new NICs are unknown until applied; existing ones keep theirs.
+          draft.nics = (spec.interfaces ?? []).map((n, i) => {
+            const had = base.nics.find((o) => o.name === nicName(n, i) && o.network === n.network);
+            return { name: nicName(n, i), network: n.network, mac: n.mac ?? had?.mac ?? '00:00:00:00:00:00' };
+          });
+          const taps = await Promise.all(draft.nics.map(async (n) => (await deps.plumber.get(owner(base, n.name)))?.tap ?? '(assigned at start)'));
+          const domainXml = await xmlFor(draft, taps, true);
+          return { vm: await view(old ?? draft), created: old === undefined, changed, dryRun: true, diff, domainXml };
+        }
+        if (!changed && old !== undefined) return { vm: await view(old), created: false, changed: false, dryRun: false, diff };
+
+        const state = old === undefined ? undefined : await domainState(name);
+        const running = state !== undefined && phaseOf(state) !== 'Stopped';
+        if (running && canonical(old?.spec.interfaces ?? []) !== canonical(spec.interfaces ?? [])) {
+          throw new AppError('VM_CONFLICT', 'interfaces cannot change while the VM runs (no hotplug yet): stop it first', { extra: { name } });
+        }
+        const alloc = await allocateNics(base, spec);
+        const next: VmRecord = { ...base, spec, nics: alloc.nics, generation: base.generation + 1, updatedAt: now() };
+        try {
+          await records.put(name, next);
+        } catch (e) {
+          await alloc.undo();
+          throw e;
+        }
+        for (const n of alloc.release) await releaseNic(base, n, alloc.nics);
+        log?.info({ vm: name, generation: next.generation, diff }, old === undefined ? 'VM created' : 'VM updated');
+        return { vm: await view(next), created: old === undefined, changed: true, dryRun: false, diff };
+      }),
+
+    get: async (name) => view(await load(name)),
+
+    list: async () => Promise.all((await records.list()).map(([, r]) => view(r))),
+
+    delete: (name, opts = {}) =>
+      locked(name, async () => {
+        const r = await load(name);
+        if (opts.ifMatch !== undefined && opts.ifMatch !== '*' && opts.ifMatch !== vmEtag(r.generation)) {
+          throw new AppError('PRECONDITION_FAILED', `If-Match ${opts.ifMatch} does not match the VM's current ETag`, { extra: { current: vmEtag(r.generation) } });
+        }
+        // Deletion does not wait for the guest: its disks go (or stay, with keepDisks) either way.
+        const taps = (await Promise.all(r.nics.map((n) => deps.plumber.get(owner(r, n.name))))).flatMap((x) => (x ? [x.tap] : []));
+        await stopDomain(r, true);
+        if (await deps.libvirt.lookupDomain(domainOf(name))) await deps.libvirt.undefineDomain(domainOf(name));
+        for (const n of r.nics) await releaseNic(r, n, []);
+        if (deps.leases) for (const t of taps) await deps.leases.remove(t);
+        if (opts.keepDisks) await rm(join(vmPath(name), 'seed.iso'), { force: true });
+        else await rm(vmPath(name), { recursive: true, force: true });
+        await records.del(name);
+        log?.info({ vm: name, keepDisks: opts.keepDisks ?? false }, 'VM deleted');
+      }),
+
+    start: (name) =>
+      locked(name, async () => {
+        const r = await load(name);
+        const info = await deps.libvirt.lookupDomain(domainOf(name));
+        if (info?.active) return view(r);
+        const undo = createReverter();
+        try {
+          const taps: string[] = [];
+          for (const n of r.nics) {
+            const att = await deps.networks.nicAttachment(n.network);
+            const id = owner(r, n.name);
+            const p = await deps.plumber.plumb({
+              vmId: r.uuid,
+              nicId: n.name,
+              mac: n.mac,
+              mtu: att.mtu,
+              ...(n.ip === undefined ? {} : { ipv4: n.ip }),
+              ...(att.bridge === undefined ? {} : { bridge: att.bridge }),
+            });
+            undo.add(() => deps.plumber.unplumb(id).then(() => undefined));
+            taps.push(p.tap);
+            const offer = n.ip === undefined ? undefined : dhcpOffer(att, { mac: n.mac, ip: n.ip, hostname: r.name });
+            if (offer !== undefined) {
+              deps.dhcp.attach({ ifname: p.tap, ...offer });
+              undo.add(() => void deps.dhcp.detach(p.tap));
+              deps.dhcp.linkChanged(p.tap);
+            }
+            // Port isolation and routed /32 routes apply to ports that exist: now the tap does.
+            await deps.networks.refresh(n.network);
+          }
+          if (r.spec.cloudInit !== undefined) {
+            await mkdir(vmPath(name), { recursive: true, mode: 0o755 });
+            await writeSeedIso(seedFiles(r.spec, r.nics.map((n) => ({ name: n.name, mac: n.mac })), r.uuid), join(vmPath(name), 'seed.iso'));
+          }
+          await deps.libvirt.defineDomain(await xmlFor(r, taps, false));
+          await deps.libvirt.startDomain(domainOf(name));
+          undo.success();
+        } catch (e) {
+          const errors = await undo.fail();
+          if (errors.length) log?.warn({ vm: name, errors: errors.map(errorMessage) }, 'undo after a failed start left errors');
+          setCondition(r, 'Started', false, 'StartFailed', errorMessage(e));
+          await records.put(name, r);
+          throw e;
+        }
+        r.definedGeneration = r.generation;
+        setCondition(r, 'Started', true, 'Started', `started generation ${r.generation}`);
+        await records.put(name, r);
+        log?.info({ vm: name, generation: r.generation }, 'VM started');
+        return view(r);
+      }),
+
+    stop: (name, opts = {}) =>
+      locked(name, async () => {
+        const r = await load(name);
+        await stopDomain(r, opts.force ?? false);
+        setCondition(r, 'Started', false, 'Stopped', opts.force ? 'forced off' : 'stopped');
+        await records.put(name, r);
+        return view(r);
+      }),
+  };
+}
+
+function isAppError404(e: unknown): boolean {
+  // inspect() of a missing file: qemu-img reports it as a host error whose message names ENOENT.
+  return /No such file|ENOENT|not found/i.test(errorMessage(e));
+}
