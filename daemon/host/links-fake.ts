@@ -15,7 +15,7 @@ export interface FakeLinks extends Links {
 }
 
 export function createFakeLinks(): FakeLinks {
-  const links = new Map<string, LinkInfo & { peer?: string }>();
+  const links = new Map<string, LinkInfo & { peer?: string; group?: number }>();
   const busy = new Set<string>();
   const log: string[] = [];
   let fail: ((s: string) => boolean) | undefined;
@@ -69,12 +69,23 @@ export function createFakeLinks(): FakeLinks {
         if (o.address !== undefined) l.mac = o.address.toLowerCase();
         if (o.master !== undefined) l.master = o.master ?? undefined;
         if (o.up !== undefined) l.up = o.up;
+        if (o.group !== undefined) l.group = o.group;
         return;
       }
       case 'delete': {
         const l = must(o.name);
         remove(o.name);
         if (l.peer !== undefined) remove(l.peer);
+        return;
+      }
+      case 'delete-group': {
+        const members = [...links.values()].filter((l) => l.group === o.group);
+        // Like the kernel: an empty group is ENODEV.
+        if (members.length === 0) throw err('RTNETLINK answers: No such device', 'ENODEV');
+        for (const l of members) {
+          remove(l.name);
+          if (l.peer !== undefined) remove(l.peer);
+        }
         return;
       }
     }

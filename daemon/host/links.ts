@@ -11,8 +11,10 @@ export type LinkOp =
   | { op: 'create-bridge'; name: string; mtu?: number }
   | { op: 'create-veth'; name: string; peer: string; mtu?: number }
   /** Only the given fields change; `master: null` releases the link from its bridge. */
-  | { op: 'set'; name: string; mtu?: number; master?: string | null; up?: boolean; address?: string }
-  | { op: 'delete'; name: string };
+  | { op: 'set'; name: string; mtu?: number; master?: string | null; up?: boolean; address?: string; group?: number }
+  | { op: 'delete'; name: string }
+  /** Deletes every link in the group at once: one kernel unregister batch (~60x faster than one by one). */
+  | { op: 'delete-group'; group: number };
 
 export interface LinkInfo {
   name: string;
@@ -56,6 +58,12 @@ function mtu(m: number): string {
   return String(m);
 }
 
+// Group 0 is every link's default: deleting it would take the host's own links.
+function group(g: number): string {
+  if (!Number.isInteger(g) || g < 1 || g > 0xffffffff) throw new Error(`links: bad group ${g}`);
+  return String(g);
+}
+
 /** The `ip -batch` line of one operation (no leading `ip`). Throws on malformed input: a bug. */
 export function renderLinkOp(o: LinkOp): string {
   switch (o.op) {
@@ -75,11 +83,14 @@ export function renderLinkOp(o: LinkOp): string {
       if (o.master === null) parts.push('nomaster');
       else if (o.master !== undefined) parts.push('master', name(o.master));
       if (o.up !== undefined) parts.push(o.up ? 'up' : 'down');
+      if (o.group !== undefined) parts.push('group', group(o.group));
       if (parts.length === 2) throw new Error(`links: 'set' on ${o.name} changes nothing`);
       return parts.join(' ');
     }
     case 'delete':
       return `link del dev ${name(o.name)}`;
+    case 'delete-group':
+      return `link del group ${group(o.group)}`;
   }
 }
 

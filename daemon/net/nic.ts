@@ -1,6 +1,6 @@
-// VM NIC plumbing on the host: tap -> MTU -> bridge port -> up -> guard rules -> DHCP server, each step
-// recorded in the store before it touches the kernel and undone by a revert stack on failure; removal
-// undoes it all; a sweep finds our kernel objects no record owns and records a crash left half done.
+// VM NIC plumbing on the host, in bulk: tap -> MTU/bridge port/up -> guard rules -> DHCP server, each step
+// recorded for every NIC of the batch before it touches the kernel, one ip -batch and one nft -f per batch,
+// undone by a revert stack on failure; a sweep finds our kernel objects no record owns and crash leftovers.
 import { AppError, errorMessage } from '../lib/errors.js';
 import type { Logger } from '../lib/logger.js';
 import { createReverter } from '../lib/revert.js';
@@ -54,6 +54,8 @@ export interface NicRecord {
   spec: NicSpec;
   phase: NicPhase;
   step?: NicStep;
+  /** Why the record is not finished: the failure that left it so, or (in a sweep) the interrupted step. */
+  error?: string;
 }
 
 /** The DHCP server hook (net/dhcp's service behind an adapter the network driver builds). */
@@ -88,8 +90,20 @@ export interface NicPlumber {
    * a crash is cleaned up by name first, then plumbed afresh.
    */
   plumb(spec: NicSpec): Promise<PlumbedNic>;
-  /** Undoes everything for a NIC; false when there was no record. Tolerates objects already gone. */
+  /**
+   * Plumbs NICs together: one store batch per step for all of them, natively created taps, then one
+   * `ip -batch` and one `nft -f` for the whole batch, then DHCP per NIC. All or nothing: on a failure
+   * everything of this batch is undone and the HOST_ERROR names the step and NIC (`extra.failed`); if the
+   * undo fails too, the records stay unfinished with `error` set. Same per-NIC rules as plumb().
+   */
+  plumbMany(specs: readonly NicSpec[]): Promise<PlumbedNic[]>;
+  /**
+   * Undoes everything for a NIC; false when there was no record. Tolerates objects already gone. Taps go
+   * with `ip link del`, which removes a tap even while a process holds it: unplumb after the VM stopped.
+   */
   unplumb(id: string): Promise<boolean>;
+  /** unplumb() for many NICs: one nft -f, one `ip link del group` for all taps; per id, whether it existed. */
+  unplumbMany(ids: readonly string[]): Promise<boolean[]>;
   get(id: string): Promise<NicRecord | undefined>;
   list(): Promise<NicRecord[]>;
   /** Reports, changes nothing. `alsoOwned`: names owned by other records (network bridges, veths). */
@@ -97,6 +111,30 @@ export interface NicPlumber {
   /** Deletes the orphans of a report (not its unfinished NICs: reconcile decides about those). */
   removeOrphans(report: SweepReport): Promise<void>;
 }
+
+/**
+ * Test-only crash hook, the single place it is checked: with NODEVIRT_TEST_CRASH_AFTER=<point> the process
+ * SIGKILLs itself right after the store write of that point, e.g. `started:guard` (phase:step), `pending`,
+ * `finished`, `removing`. test/system/nic-crash.test.ts uses it to kill -9 the plumber at each phase.
+ */
+const CRASH_AFTER = process.env.NODEVIRT_TEST_CRASH_AFTER;
+function crashPoint(point: string): void {
+  if (CRASH_AFTER === point) process.kill(process.pid, 'SIGKILL');
+}
+
+/** The clear error a sweep puts on a record a crash left unfinished. */
+function interruptedError(r: NicRecord): string {
+  const at = r.step === undefined ? r.phase : `${r.phase} at step ${r.step}`;
+  const fix = r.phase === 'removing' ? 'unplumb it again to finish the removal' : 'unplumb it, or plumb it again, to clean up';
+  return `NIC ${r.id} was interrupted (${at}); its kernel objects may be partial: ${fix}`;
+}
+
+// Taps about to be deleted are moved into a link group of their own and deleted with one `ip link del
+// group`: the kernel then unregisters them in one batch (0.3 ms per tap instead of ~20 ms one by one).
+// A random base per process and a counter per batch keep concurrent deletions out of each other's group.
+const GROUP_BASE = 0x6e760000;
+let groupSeq = Math.floor(Math.random() * 0x10000);
+const nextGroup = () => GROUP_BASE + (groupSeq++ & 0xffff);
 
 export const nicId = (vmId: string, nicIdPart: string) => `${vmId}/${nicIdPart}`;
 
@@ -125,32 +163,52 @@ export function createNicPlumber(deps: NicPlumberDeps): NicPlumber {
     }
     return byTap;
   };
-  // One operation per NIC id at a time; different NICs proceed concurrently.
+  // One operation per NIC id at a time; different NICs proceed concurrently. A batch queues behind every
+  // earlier operation on any of its ids, registered synchronously so two batches cannot deadlock.
   const locks = new Map<string, Promise<unknown>>();
-  const locked = <T>(id: string, fn: () => Promise<T>): Promise<T> => {
-    const prev = locks.get(id) ?? Promise.resolve();
-    const run = prev.then(fn, fn);
+  const locked = <T>(ids: readonly string[], fn: () => Promise<T>): Promise<T> => {
+    const prev = Promise.all([...new Set(ids)].map((id) => locks.get(id)));
+    const run = prev.then(fn);
     const tail = run.catch(() => undefined);
-    locks.set(id, tail);
+    for (const id of ids) locks.set(id, tail);
     void tail.then(() => {
-      if (locks.get(id) === tail) locks.delete(id);
+      for (const id of ids) if (locks.get(id) === tail) locks.delete(id);
     });
     return run;
   };
+  const putAll = (recs: readonly NicRecord[]) =>
+    recs.length === 0 ? Promise.resolve() : records.batch(recs.map((r) => ({ type: 'put' as const, key: r.id, value: r })));
 
   const describe = (spec: NicSpec, tap: string) => {
     const mode: GuardMode = spec.bridge === undefined ? 'inet' : 'bridge';
-    const linkOps: LinkOp[] = [{ op: 'set', name: tap, mtu: spec.mtu }];
-    if (spec.bridge !== undefined) linkOps.push({ op: 'set', name: tap, master: spec.bridge });
-    linkOps.push({ op: 'set', name: tap, up: true });
+    // One netlink message per NIC: MTU before the bridge port (the bridge then takes it as is), up last.
+    const linkOps: LinkOp[] = [{ op: 'set', name: tap, mtu: spec.mtu, ...(spec.bridge === undefined ? {} : { master: spec.bridge }), up: true }];
     const guard: NicGuard = { ifname: tap, mode, mac: spec.mac, ...(spec.ipv4 === undefined ? {} : { ipv4: spec.ipv4 }) };
     if (spec.antiSpoof !== undefined) guard.antiSpoof = spec.antiSpoof;
     if (spec.serverGuard !== undefined) guard.serverGuard = spec.serverGuard;
     return { linkOps, guard, nftScript: renderGuardAdd([guard]) };
   };
 
-  /** Removes whatever exists of a NIC's kernel objects, in reverse plumbing order; collects failures. */
-  const teardown = async (tap: string): Promise<Error[]> => {
+  /** Deletes these taps if they exist, in one ip -batch: group them, delete the group. */
+  const deleteTaps = async (taps: readonly string[]) => {
+    const batch = (names: readonly string[]) => {
+      const group = nextGroup();
+      return links.apply([...names.map((name): LinkOp => ({ op: 'set', name, group })), { op: 'delete-group', group }]);
+    };
+    if (taps.length === 0) return;
+    try {
+      await batch(taps);
+    } catch (e) {
+      // Some are gone already (a crash, an earlier partial removal): retry with those that exist.
+      const wanted = new Set(taps);
+      const present = (await links.list(isOurs)).filter((l) => wanted.has(l.name)).map((l) => l.name);
+      if (present.length === taps.length) throw e;
+      if (present.length > 0) await batch(present);
+    }
+  };
+
+  /** Removes whatever exists of these NICs' kernel objects, in reverse plumbing order; collects failures. */
+  const teardown = async (taps: readonly string[]): Promise<Error[]> => {
     const errors: Error[] = [];
     const attempt = async (fn: () => unknown) => {
       try {
@@ -159,91 +217,152 @@ export function createNicPlumber(deps: NicPlumberDeps): NicPlumber {
         errors.push(e instanceof Error ? e : new Error(String(e)));
       }
     };
-    await attempt(() => deps.dhcp?.detach(tap));
-    await attempt(() => nft.apply(renderGuardRemove([tap])));
-    // Deleting the tap also releases it from its bridge.
-    await attempt(() => links.deleteTap(tap));
+    const dhcp = deps.dhcp;
+    if (dhcp) for (const tap of taps) await attempt(() => dhcp.detach(tap));
+    await attempt(() => nft.apply(renderGuardRemove(taps)));
+    // Deleting a tap also releases it from its bridge.
+    await attempt(() => deleteTaps(taps));
     return errors;
   };
 
-  const unplumbLocked = async (id: string): Promise<boolean> => {
-    const rec = await records.get(id);
-    if (rec === undefined) return false;
-    await records.put(id, { ...rec, phase: 'removing' });
-    const errors = await teardown(rec.tap);
-    if (errors.length > 0) {
-      // The record stays in `removing`: the next unplumb or a sweep sees the leftovers.
-      throw new AppError('HOST_ERROR', `unplumb ${id}: ${errors.map(errorMessage).join('; ')}`, { cause: errors[0] });
+  const unplumbLocked = async (ids: readonly string[]): Promise<boolean[]> => {
+    const found = await Promise.all(ids.map((id) => records.get(id)));
+    const recs = found.filter((r): r is NicRecord => r !== undefined);
+    if (recs.length > 0) {
+      const removing = recs.map((r): NicRecord => ({ ...r, phase: 'removing' }));
+      await putAll(removing);
+      crashPoint('removing');
+      const errors = await teardown(recs.map((r) => r.tap));
+      if (errors.length > 0) {
+        // The records stay in `removing` with the reason: the next unplumb or a sweep sees the leftovers.
+        const why = errors.map(errorMessage).join('; ');
+        await putAll(removing.map((r) => ({ ...r, error: `unplumb failed: ${why}` })));
+        throw new AppError('HOST_ERROR', `unplumb ${recs.map((r) => r.id).join(', ')}: ${why}`, { cause: errors[0] });
+      }
+      await records.batch(recs.map((r) => ({ type: 'del' as const, key: r.id })));
+      const index = await tapIndex();
+      for (const r of recs) index.delete(r.tap);
+      log?.debug({ count: recs.length }, 'nics unplumbed');
     }
-    await records.del(id);
-    (await tapIndex()).delete(rec.tap);
-    log?.debug({ id, tap: rec.tap }, 'nic unplumbed');
-    return true;
+    return found.map((r) => r !== undefined);
+  };
+
+  const plumbLocked = async (specs: readonly NicSpec[]): Promise<PlumbedNic[]> => {
+    const ids = specs.map((s) => nicId(s.vmId, s.nicId));
+    if (new Set(ids).size !== ids.length) throw new AppError('VALIDATION_FAILED', `plumbMany: a NIC appears twice in one batch`);
+    for (const s of specs) validateMac(s.mac);
+    const existing = await Promise.all(ids.map((id) => records.get(id)));
+    const out: Array<PlumbedNic | undefined> = existing.map(() => undefined);
+    const leftovers: string[] = [];
+    existing.forEach((r, i) => {
+      if (r === undefined) return;
+      if (r.phase === 'finished') {
+        if (!sameSpec(r.spec, specs[i]!)) throw new AppError('NIC_EXISTS', `NIC ${r.id} is already plumbed with another spec; unplumb it first`);
+        out[i] = toPlumbed(r);
+      } else {
+        log?.warn({ id: r.id, phase: r.phase, step: r.step }, 'nic left unfinished (crash?): cleaning up before plumbing');
+        leftovers.push(r.id);
+      }
+    });
+    if (leftovers.length > 0) await unplumbLocked(leftovers);
+
+    const todo = specs.map((spec, i) => ({ spec, i, id: ids[i]! })).filter((t) => out[t.i] === undefined);
+    if (todo.length === 0) return out as PlumbedNic[];
+    const index = await tapIndex();
+    const recs: NicRecord[] = todo.map(({ spec, id }) => {
+      const tap = pickName((a) => tapName(spec.vmId, spec.nicId, a), id, (n) => index.get(n));
+      index.set(tap, id);
+      return { id, tap, spec, phase: 'pending' };
+    });
+    const plans = recs.map((r) => describe(r.spec, r.tap));
+    const taps = recs.map((r) => r.tap);
+    await putAll(recs);
+    crashPoint('pending');
+
+    const revert = createReverter();
+    let current: NicStep = 'tap';
+    let failedId: string | undefined;
+    const step = async (s: NicStep) => {
+      current = s;
+      await putAll(recs.map((r) => ({ ...r, phase: 'started', step: s })));
+      crashPoint(`started:${s}`);
+    };
+    try {
+      await step('tap');
+      // Registered first so it runs last, and only for taps we made (an EEXIST tap is not ours to delete).
+      const created: string[] = [];
+      revert.add(() => deleteTaps(created));
+      for (const r of recs) {
+        failedId = r.id;
+        await links.createTap(r.tap, r.spec.tap ?? { owner: 0 });
+        created.push(r.tap);
+      }
+      await step('link');
+      try {
+        await links.apply(plans.flatMap((p) => p.linkOps));
+      } catch (e) {
+        const i = (e as AppError).extra?.failedIndex;
+        // One link op per NIC, so the failing line's index is the NIC's.
+        failedId = typeof i === 'number' ? recs[i]?.id : undefined;
+        throw e;
+      }
+      await step('guard');
+      failedId = undefined;
+      revert.add(() => nft.apply(renderGuardRemove(taps)));
+      await nft.apply(renderGuardAdd(plans.map((p) => p.guard)));
+      const plumbed = recs.map(toPlumbed);
+      if (deps.dhcp) {
+        await step('dhcp');
+        const dhcp = deps.dhcp;
+        for (const nic of plumbed) {
+          failedId = nic.id;
+          revert.add(() => dhcp.detach(nic.tap));
+          await dhcp.attach(nic);
+        }
+      }
+      await putAll(recs.map((r) => ({ ...r, phase: 'finished' })));
+      crashPoint('finished');
+      revert.success();
+      log?.debug({ count: recs.length }, 'nics plumbed');
+      todo.forEach((t, k) => (out[t.i] = plumbed[k]));
+      return out as PlumbedNic[];
+    } catch (e) {
+      const why = `plumb failed at step ${current}${failedId === undefined ? '' : ` (NIC ${failedId})`}: ${errorMessage(e)}`;
+      const undoErrors = await revert.fail();
+      if (undoErrors.length === 0) {
+        await records.batch(recs.map((r) => ({ type: 'del' as const, key: r.id })));
+        for (const t of taps) index.delete(t);
+      } else {
+        // Leave the records unfinished, with the reason, so a sweep or the next plumb finds the leftovers.
+        const undo = undoErrors.map(errorMessage).join('; ');
+        await putAll(recs.map((r) => ({ ...r, phase: 'started', step: current, error: `${why}; undo failed: ${undo}` })));
+        log?.error({ ids: recs.map((r) => r.id), undoErrors: undo }, 'nic plumb failed and its undo failed too');
+      }
+      // A single NIC keeps its own error as is (callers and tests match on it); a batch names the NIC.
+      if (specs.length === 1) throw e;
+      throw new AppError('HOST_ERROR', why, { cause: e, extra: { failed: { id: failedId, step: current }, undoErrors: undoErrors.map(errorMessage) } });
+    }
   };
 
   return {
     describe,
 
-    plumb(spec) {
-      const id = nicId(spec.vmId, spec.nicId);
-      return locked(id, async () => {
-        validateMac(spec.mac);
-        const existing = await records.get(id);
-        if (existing?.phase === 'finished') {
-          if (sameSpec(existing.spec, spec)) return toPlumbed(existing);
-          throw new AppError('NIC_EXISTS', `NIC ${id} is already plumbed with another spec; unplumb it first`);
-        }
-        if (existing !== undefined) {
-          log?.warn({ id, phase: existing.phase, step: existing.step }, 'nic left unfinished (crash?): cleaning up before plumbing');
-          await unplumbLocked(id);
-        }
-        const index = await tapIndex();
-        const tap = pickName((a) => tapName(spec.vmId, spec.nicId, a), id, (n) => index.get(n));
-        const plan = describe(spec, tap);
-        const rec: NicRecord = { id, tap, spec, phase: 'pending' };
-        await records.put(id, rec);
-        index.set(tap, id);
-
-        const revert = createReverter();
-        const step = (s: NicStep) => records.put(id, { ...rec, phase: 'started', step: s });
-        try {
-          await step('tap');
-          await links.createTap(tap, spec.tap ?? { owner: 0 });
-          revert.add(async () => {
-            await links.deleteTap(tap);
-          });
-          await step('link');
-          await links.apply(plan.linkOps);
-          await step('guard');
-          revert.add(() => nft.apply(renderGuardRemove([tap])));
-          await nft.apply(plan.nftScript);
-          const plumbed = toPlumbed(rec);
-          if (deps.dhcp) {
-            await step('dhcp');
-            const dhcp = deps.dhcp;
-            revert.add(() => dhcp.detach(tap));
-            await dhcp.attach(plumbed);
-          }
-          await records.put(id, { ...rec, phase: 'finished' });
-          revert.success();
-          log?.debug({ id, tap }, 'nic plumbed');
-          return plumbed;
-        } catch (e) {
-          const undoErrors = await revert.fail();
-          if (undoErrors.length === 0) {
-            await records.del(id);
-            index.delete(tap);
-          } else {
-            // Leave the record unfinished so a sweep or the next plumb finds the leftovers.
-            log?.error({ id, tap, undoErrors: undoErrors.map(errorMessage) }, 'nic plumb failed and its undo failed too');
-          }
-          throw e;
-        }
-      });
+    async plumb(spec) {
+      const [nic] = await locked([nicId(spec.vmId, spec.nicId)], () => plumbLocked([spec]));
+      return nic!;
     },
 
-    unplumb(id) {
-      return locked(id, () => unplumbLocked(id));
+    plumbMany(specs) {
+      return locked(specs.map((s) => nicId(s.vmId, s.nicId)), () => plumbLocked(specs));
+    },
+
+    async unplumb(id) {
+      const [existed] = await locked([id], () => unplumbLocked([id]));
+      return existed!;
+    },
+
+    unplumbMany(ids) {
+      return locked(ids, () => unplumbLocked(ids));
     },
 
     get: (id) => records.get(id),
@@ -265,7 +384,8 @@ export function createNicPlumber(deps: NicPlumberDeps): NicPlumber {
           if (!owned.has(chain)) orphanChains.push({ family, chain });
         }
       }
-      return { orphanLinks, orphanChains, unfinished: recs.filter((r) => r.phase !== 'finished') };
+      const unfinished = recs.filter((r) => r.phase !== 'finished').map((r) => ({ ...r, error: r.error ?? interruptedError(r) }));
+      return { orphanLinks, orphanChains, unfinished };
     },
 
     async removeOrphans(report) {

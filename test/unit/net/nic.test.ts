@@ -1,5 +1,5 @@
 // NIC plumbing over the stateful fakes and a real store: the composed steps, phase records, revert on a
-// failure at every step, unplumb, crash leftovers, the sweep and tap-name collisions.
+// failure at every step, bulk plumb/unplumb (one ip -batch, one nft -f), crash leftovers, sweep, names.
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -79,15 +79,12 @@ async function nothingLeft(links: FakeLinks, nft: FakeNftables, tap: string) {
 }
 
 describe('plumb', () => {
-  it('describes the plan: MTU, bridge port, up, then the guard batch', () => {
+  it('describes the plan: MTU, bridge port and up in one link op, then the guard batch', () => {
     const { plumber } = setup();
     const tap = tapName('vm1', 'nic0');
     const plan = plumber.describe(spec(0), tap);
-    expect(plan.linkOps).toEqual([
-      { op: 'set', name: tap, mtu: 1450 },
-      { op: 'set', name: tap, master: BR },
-      { op: 'set', name: tap, up: true },
-    ]);
+    expect(plan.linkOps).toEqual([{ op: 'set', name: tap, mtu: 1450, master: BR, up: true }]);
+    expect(plumber.describe(spec(0, { bridge: undefined }), tap).linkOps).toEqual([{ op: 'set', name: tap, mtu: 1450, up: true }]);
     expect(plan.guard).toEqual({ ifname: tap, mode: 'bridge', mac: '0e:00:00:00:00:01', ipv4: '10.0.0.2' });
     expect(plan.nftScript).toBe(renderGuardAdd([plan.guard]));
     expect(plumber.describe(spec(0, { bridge: undefined, antiSpoof: false }), tap).guard).toMatchObject({ mode: 'inet', antiSpoof: false });
@@ -101,7 +98,7 @@ describe('plumb', () => {
     expect((await chains(nft, 'bridge')).get(nic.tap)).toBe(9);
     expect(dhcp.attached.get(nic.tap)).toEqual(nic);
     expect(await records.get('vm1/nic0')).toMatchObject({ phase: 'finished', tap: nic.tap });
-    expect(links.log.slice(-4)).toEqual([`createTap ${nic.tap}`, `link set dev ${nic.tap} mtu 1450`, `link set dev ${nic.tap} master ${BR}`, `link set dev ${nic.tap} up`]);
+    expect(links.log.slice(-2)).toEqual([`createTap ${nic.tap}`, `link set dev ${nic.tap} mtu 1450 master ${BR} up`]);
   });
 
   it('plumbs a routed NIC into the inet and arp tables', async () => {
@@ -134,7 +131,7 @@ describe('plumb', () => {
     ['tap creation', (l: FakeLinks) => l.failOn((s) => s.startsWith('createTap'))],
     ['MTU', (l: FakeLinks) => l.failOn((s) => s.includes(' mtu '))],
     ['bridge attach', (l: FakeLinks) => l.failOn((s) => s.includes(' master '))],
-    ['up', (l: FakeLinks) => l.failOn((s) => s.endsWith(' up'))],
+    ['the link batch', (l: FakeLinks) => l.failOn((s) => s.endsWith(' up'))],
   ] as const) {
     it(`reverts everything when ${where} fails`, async () => {
       const { plumber, links, nft, records, dhcp } = setup();
@@ -210,10 +207,10 @@ describe('unplumb', () => {
   it('keeps the record in removing when a step fails, and finishes on retry', async () => {
     const { plumber, links, records } = setup();
     const a = await plumber.plumb(spec(0));
-    links.setBusy(a.tap, true);
+    links.failOn((s) => s.startsWith('link del group'));
     expect(isAppError(await plumber.unplumb(a.id).catch((e: unknown) => e), 'HOST_ERROR')).toBe(true);
-    expect((await records.get(a.id))?.phase).toBe('removing');
-    links.setBusy(a.tap, false);
+    expect(await records.get(a.id)).toMatchObject({ phase: 'removing', error: expect.stringMatching(/^unplumb failed: .*injected failure: link del group/) });
+    links.failOn(undefined);
     expect(await plumber.unplumb(a.id)).toBe(true);
     expect(await links.get(a.tap)).toBeUndefined();
   });
