@@ -1,5 +1,5 @@
 // Benchmark: plumb and unplumb N NICs (tap + MTU + bridge port + up + guard rules + DHCP server) through
-// nic.ts, side by side with a shell loop of the equivalent ip/nft commands, in one run. Run it through
+// nic.ts (in bulk, sequentially and concurrently), side by side with a shell loop of the equivalent ip/nft commands, in one run. Run it through
 // test/bench/nic-plumb.sh, which gives it a fresh network and mount namespace (nothing touches the host).
 import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -70,6 +70,17 @@ async function main(): Promise<void> {
   for (const [round, withDhcp] of [['dhcp', true], ['nodhcp', false]] as const) {
     const plumber = createNicPlumber({ links, nft, records: store.sublevel<NicRecord>(`nics-${round}`), ...(withDhcp ? { dhcp } : {}) });
     const what = withDhcp ? 'tap+mtu+master+up+rules+DHCP' : 'tap+mtu+master+up+rules';
+    // The bulk path the VM layer uses for many NICs: one ip -batch, one nft -f, one link group delete.
+    const bulk = Array.from({ length: N }, (_, i) => spec(i, `${round}b`));
+    await time(`nodevirt plumbMany, one batch of ${N} (${what})`, async () => {
+      await plumber.plumbMany(bulk);
+    });
+    if (withDhcp && dhcpService.status().filter((s) => s.open).length !== N) throw new Error('not every DHCP server opened its socket (bulk)');
+    if (ourLinks() !== N) throw new Error(`bulk: expected ${N} taps, found ${ourLinks()}`);
+    await time(`nodevirt unplumbMany, one batch of ${N} (${what})`, async () => {
+      await plumber.unplumbMany(bulk.map((s) => `${s.vmId}/${s.nicId}`));
+    });
+    if (ourLinks() !== 0) throw new Error('taps left after unplumbMany');
     await time(`nodevirt plumb, sequential (${what})`, async () => {
       for (let i = 0; i < N; i++) await plumber.plumb(spec(i, round));
     });
