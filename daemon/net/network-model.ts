@@ -26,13 +26,20 @@ export interface PortForward {
   vmPort: number;
 }
 
+/** An external address mapped 1:1 to a routed VM NIC (DNAT in, SNAT out; the kube-ovn EIP idea). */
+export interface FloatingIp {
+  ip: string;
+  vm: string;
+  nic: string;
+}
+
 export interface NetworkSpec {
   type: NetworkType;
   mtu?: number;
   bridge?: { name?: string; managed?: boolean; uplinks?: string[]; stp?: boolean };
   ipam?: IpamSpec;
   nat?: { subnet?: string; gateway?: string; uplink?: string; isolation?: boolean; forwards?: PortForward[] };
-  routed?: { pool: string };
+  routed?: { pool: string; uplink?: string; floatingIps?: FloatingIp[] };
   vlan?: number;
 }
 
@@ -43,7 +50,7 @@ export interface NormalSpec {
   bridge: { name: string | undefined; managed: boolean; uplinks: string[]; stp: boolean };
   ipam: (Required<Omit<IpamSpec, 'domain'>> & { domain?: string }) | undefined;
   nat: { subnet: string; gateway: string; uplink: string | undefined; isolation: boolean; forwards: PortForward[] } | undefined;
-  routed: { pool: string } | undefined;
+  routed: { pool: string; uplink: string | undefined; floatingIps: FloatingIp[] } | undefined;
   vlan: number | undefined;
 }
 
@@ -107,11 +114,43 @@ export function normaliseSpec(s: NetworkSpec): NormalSpec {
   } else if (s.nat !== undefined) throw invalid(`'nat' is only for type nat`);
   if (s.type === 'routed') {
     if (!s.routed) throw invalid(`a routed network needs routed.pool`);
-    pool(s.routed.pool, undefined, 'routed.pool');
-    out.routed = { pool: s.routed.pool };
+    const p = pool(s.routed.pool, undefined, 'routed.pool');
+    const fips = normaliseFloatingIps(s.routed.floatingIps ?? [], p, s.routed.uplink);
+    out.routed = { pool: s.routed.pool, uplink: s.routed.uplink, floatingIps: fips };
   } else if (s.routed !== undefined) throw invalid(`'routed' is only for type routed`);
   if (s.vlan !== undefined && (!Number.isInteger(s.vlan) || s.vlan < 1 || s.vlan > 4094)) throw invalid(`vlan ${s.vlan} is outside 1..4094`);
   return out;
+}
+
+const ipKey = (ip: string) => ip.split('.').reduce((acc, o) => acc * 256 + Number(o), 0);
+const IPV4 = /^(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(\.(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}$/;
+
+export function isIpv4(s: string): boolean {
+  return IPV4.test(s);
+}
+
+/**
+ * Floating IPs are external addresses (the uplink's LAN), so never inside the pool; one per address and
+ * one per NIC (a second SNAT rule for the same source would never match). Sorted by address, so the
+ * order of PUTs does not move the generation.
+ */
+function normaliseFloatingIps(list: FloatingIp[], p: Pool, uplink: string | undefined): FloatingIp[] {
+  if (list.length > 0 && uplink === undefined) throw invalid('floating IPs need routed.uplink: the link their addresses are announced on');
+  const ips = new Set<string>();
+  const nics = new Set<string>();
+  if (uplink !== undefined && !/^[A-Za-z0-9_.:@+-]{1,15}$/.test(uplink)) throw invalid(`routed.uplink ${uplink} is not an interface name`);
+  for (const f of list) {
+    if (!IPV4.test(f.ip)) throw invalid(`floating IP ${JSON.stringify(f.ip)} is not an IPv4 address`);
+    const n = ipKey(f.ip);
+    if (n >= p.network && n <= p.broadcast) throw invalid(`floating IP ${f.ip} is inside the pool ${p.cidr}: it must be an external address`);
+    if (ips.has(f.ip)) throw invalid(`floating IP ${f.ip} is listed twice`);
+    const owner = `${f.vm}/${f.nic}`;
+    if (nics.has(owner)) throw invalid(`${owner} has two floating IPs (one per NIC)`);
+    if (!f.vm || !f.nic) throw invalid(`floating IP ${f.ip} needs vm and nic`);
+    ips.add(f.ip);
+    nics.add(owner);
+  }
+  return list.map((f) => ({ ip: f.ip, vm: f.vm, nic: f.nic })).sort((a, b) => ipKey(a.ip) - ipKey(b.ip));
 }
 
 export function sameSpec(a: NormalSpec | undefined, b: NormalSpec | undefined): boolean {

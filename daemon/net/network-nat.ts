@@ -56,7 +56,8 @@ function planIsolation(host: HostState, bridge: string, want: boolean): HostChan
   return out;
 }
 
-function tableChange(host: HostState, family: 'inet' | 'bridge', table: string, script: string | undefined, summary: string[]): HostChange[] {
+/** The change that makes our table hold `script` (undefined: no table), or none when it already does. */
+export function tableChange(host: HostState, family: 'inet' | 'bridge', table: string, script: string | undefined, summary: string[]): HostChange[] {
   const k = `${family} ${table}`;
   const exists = host.nftTables.has(k);
   const previous = exists ? host.nftContent.get(k) : undefined;

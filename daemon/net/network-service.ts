@@ -8,7 +8,8 @@ import { createIpam, type Ipam, type IpamEntry } from './ipam.js';
 import { networkBridge, vlanLinkName } from './network-bridge.js';
 import { driverFor, planNetwork } from './network-drivers.js';
 import { readHostState, type NetAdapters } from './network-host.js';
-import { normaliseSpec, renderDiff, sameSpec, describeChange, type NetworkSpec, type NicAttachment, type NormalSpec, type StatusCheck } from './network-model.js';
+import { floatingIpChecks } from './network-routed.js';
+import { isIpv4, normaliseSpec, renderDiff, sameSpec, describeChange, type FloatingIp, type NetworkSpec, type NicAttachment, type NormalSpec, type StatusCheck } from './network-model.js';
 
 export interface NetworkRecord {
   name: string;
@@ -39,6 +40,14 @@ export interface PutResult {
   diff: string;
 }
 
+/** A floating IP as stored, with what the host shows for it (the network's `floating:IP` check). */
+export interface FloatingIpView extends FloatingIp {
+  /** The NIC's address on the network, once it has one. */
+  nicAddress: string | undefined;
+  ready: boolean;
+  message: string;
+}
+
 export interface NetworkServiceDeps {
   store: Pick<Store, 'sublevel'>;
   adapters: NetAdapters;
@@ -62,6 +71,16 @@ export interface NetworkService {
    * (`alsoOwned`): a bridge of ours that no network record names is then reported as an orphan.
    */
   ownedLinks(): Promise<string[]>;
+  /** A routed network's floating IPs; NETWORK_NOT_FOUND, NETWORK_INVALID for other types. */
+  floatingIps(name: string): Promise<FloatingIpView[]>;
+  /** FLOATING_IP_NOT_FOUND when the network has no such floating IP. */
+  floatingIp(name: string, ip: string): Promise<FloatingIpView>;
+  /**
+   * Maps `ip` to a NIC (creates or re-targets it): a spec change of the network, applied like its PUT
+   * (so persisted, reconciled at start and visible in the network's spec and generation).
+   */
+  floatingIpPut(name: string, ip: string, target: { vm: string; nic: string }): Promise<{ floatingIp: FloatingIpView; created: boolean; changed: boolean; changes: string[] }>;
+  floatingIpDelete(name: string, ip: string): Promise<void>;
   /** Re-plans against the host (e.g. after a NIC got its address, so its port forward appears). */
   refresh(name: string): Promise<string[]>;
   /**
@@ -160,7 +179,55 @@ export function createNetworkService(deps: NetworkServiceDeps): NetworkService {
     return { changes, diff, nft };
   };
 
-  return {
+  const routedRecord = async (name: string) => {
+    const rec = await must(name);
+    if (rec.spec.type !== 'routed') throw new AppError('NETWORK_INVALID', `network ${name} is a ${rec.spec.type} network; floating IPs are for routed networks`);
+    return rec;
+  };
+  const fipViews = async (rec: NetworkRecord): Promise<FloatingIpView[]> => {
+    const addrs = await nicAddresses(rec.name, rec.spec);
+    const h = await host(rec.name, rec.spec, rec);
+    const checks = new Map(floatingIpChecks(rec.name, rec.spec, h, addrs).map((c) => [c.name, c]));
+    return rec.spec.routed!.floatingIps.map((f) => {
+      const c = checks.get(`floating:${f.ip}`)!;
+      return { ...f, nicAddress: addrs.get(`${f.vm}/${f.nic}`), ready: c.ok, message: c.message };
+    });
+  };
+  const fipNotFound = (name: string, ip: string) => new AppError('FLOATING_IP_NOT_FOUND', `network ${name} has no floating IP ${ip}`);
+  /** The stored spec, as input again (normaliseSpec accepts its own output). */
+  const asInput = (spec: NormalSpec): NetworkSpec => JSON.parse(JSON.stringify(spec)) as NetworkSpec;
+
+  const service: NetworkService = {
+    async floatingIps(name) {
+      return fipViews(await routedRecord(name));
+    },
+
+    async floatingIp(name, ip) {
+      const v = (await fipViews(await routedRecord(name))).find((f) => f.ip === ip);
+      if (!v) throw fipNotFound(name, ip);
+      return v;
+    },
+
+    async floatingIpPut(name, ip, target) {
+      if (!isIpv4(ip)) throw new AppError('NETWORK_INVALID', `floating IP ${JSON.stringify(ip)} is not an IPv4 address`);
+      const rec = await routedRecord(name);
+      const spec = asInput(rec.spec);
+      const list = (spec.routed!.floatingIps ?? []).filter((f) => f.ip !== ip);
+      const created = list.length === rec.spec.routed!.floatingIps.length;
+      spec.routed!.floatingIps = [...list, { ip, vm: target.vm, nic: target.nic }];
+      // If-Match on what was read: a concurrent change of the network answers 412 instead of being lost.
+      const r = await service.put(name, spec, { ifMatch: etagOf(rec.generation) });
+      return { floatingIp: await service.floatingIp(name, ip), created, changed: r.changed, changes: r.changes };
+    },
+
+    async floatingIpDelete(name, ip) {
+      const rec = await routedRecord(name);
+      if (!rec.spec.routed!.floatingIps.some((f) => f.ip === ip)) throw fipNotFound(name, ip);
+      const spec = asInput(rec.spec);
+      spec.routed!.floatingIps = rec.spec.routed!.floatingIps.filter((f) => f.ip !== ip);
+      await service.put(name, spec, { ifMatch: etagOf(rec.generation) });
+    },
+
     put(name, raw, opts = {}) {
       return serial(async () => {
         const desired = normaliseSpec(raw);
@@ -285,4 +352,5 @@ export function createNetworkService(deps: NetworkServiceDeps): NetworkService {
       });
     },
   };
+  return service;
 }

@@ -166,6 +166,64 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/networks/{name}/floating-ips": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The network's name. */
+                name: components["parameters"]["NetworkName"];
+            };
+            cookie?: never;
+        };
+        /**
+         * A routed network's floating IPs
+         * @description Every floating IP of the network (sorted by address), with whether it is mapped on the host now.
+         */
+        get: operations["floatingIpsList"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/networks/{name}/floating-ips/{ip}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The network's name. */
+                name: components["parameters"]["NetworkName"];
+                /** @description The external IPv4 address (on the network's `routed.uplink` LAN, outside its pool). */
+                ip: string;
+            };
+            cookie?: never;
+        };
+        /** One floating IP */
+        get: operations["floatingIpGet"];
+        /**
+         * Map a floating IP to a VM NIC
+         * @description Creates or re-targets the floating IP: traffic to it is DNATed to the NIC's address on this routed
+         *     network, and the NIC's traffic out of `routed.uplink` is SNATed to it (the network's own nft
+         *     table). The address is added to the uplink as a /32, so the host answers ARP for it on the LAN.
+         *     It is part of the network's spec (`routed.floatingIps`): the generation moves, and it is
+         *     reconciled at start like the rest. Until the NIC has an address it is stored but not mapped
+         *     (`ready: false`). The same PUT twice changes nothing.
+         */
+        put: operations["floatingIpPut"];
+        post?: never;
+        /**
+         * Unmap and forget a floating IP
+         * @description Removes its DNAT/SNAT rules (the table goes with the last one) and its address on the uplink.
+         */
+        delete: operations["floatingIpDelete"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/openapi.json": {
         parameters: {
             query?: never;
@@ -410,6 +468,10 @@ export interface components {
             /** @description Routed settings (type routed only). */
             routed?: {
                 pool: components["schemas"]["Ipv4Cidr"];
+                /** @description The LAN-facing link floating IPs are announced on (required with floating IPs). */
+                uplink?: components["schemas"]["InterfaceName"];
+                /** @description External addresses mapped 1:1 to NICs (also managed one by one under /floating-ips). */
+                floatingIps?: components["schemas"]["FloatingIpSpec"][];
             };
             /** @description 802.1Q tag of a managed bridge network's uplinks. */
             vlan?: number;
@@ -422,6 +484,50 @@ export interface components {
             vm: string;
             nic: string;
             vmPort: number;
+        };
+        /**
+         * @description The VM NIC a floating IP maps to (like a port forward's vm/nic).
+         * @example {
+         *       "vm": "web1",
+         *       "nic": "net0"
+         *     }
+         */
+        FloatingIpTarget: {
+            vm: string;
+            nic: string;
+        };
+        /** @description A floating IP as stored in the network spec. */
+        FloatingIpSpec: {
+            /** Format: ipv4 */
+            ip: string;
+            vm: string;
+            nic: string;
+        };
+        /** @description A floating IP with what the host shows for it (the network's `floating:IP` check). */
+        FloatingIp: {
+            /** Format: ipv4 */
+            ip: string;
+            vm: string;
+            nic: string;
+            /**
+             * Format: ipv4
+             * @description The NIC's address on the network, once it has one.
+             */
+            nicAddress?: string;
+            /** @description Mapped (rules present) and announced on the uplink. */
+            ready: boolean;
+            message: string;
+        };
+        FloatingIpList: {
+            items: components["schemas"]["FloatingIp"][];
+        };
+        /** @description What a floating IP PUT did on the host. */
+        FloatingIpApplyResult: {
+            floatingIp: components["schemas"]["FloatingIp"];
+            /** @description The network's spec changed or the host needed changes. */
+            changed: boolean;
+            /** @description The host changes, one line each. */
+            changes: string[];
         };
         /** @description One fact about the network on the host. */
         NetworkCheck: {
@@ -1033,6 +1139,160 @@ export interface operations {
             };
             /** @description If-Match did not match (code PRECONDITION_FAILED). */
             412: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            "4XX": components["responses"]["ClientError"];
+            "5XX": components["responses"]["ServerError"];
+        };
+    };
+    floatingIpsList: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The network's name. */
+                name: components["parameters"]["NetworkName"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The floating IPs. */
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FloatingIpList"];
+                };
+            };
+            "4XX": components["responses"]["ClientError"];
+            "5XX": components["responses"]["ServerError"];
+        };
+    };
+    floatingIpGet: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The network's name. */
+                name: components["parameters"]["NetworkName"];
+                /** @description The external IPv4 address (on the network's `routed.uplink` LAN, outside its pool). */
+                ip: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The floating IP. */
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FloatingIp"];
+                };
+            };
+            /** @description NETWORK_NOT_FOUND or FLOATING_IP_NOT_FOUND. */
+            404: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            "4XX": components["responses"]["ClientError"];
+            "5XX": components["responses"]["ServerError"];
+        };
+    };
+    floatingIpPut: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The network's name. */
+                name: components["parameters"]["NetworkName"];
+                /** @description The external IPv4 address (on the network's `routed.uplink` LAN, outside its pool). */
+                ip: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["FloatingIpTarget"];
+            };
+        };
+        responses: {
+            /** @description Re-targeted or unchanged. */
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FloatingIpApplyResult"];
+                };
+            };
+            /** @description Created. */
+            201: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    /** @description The floating IP's URL. */
+                    Location?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FloatingIpApplyResult"];
+                };
+            };
+            /** @description NETWORK_INVALID (not a routed network, no `routed.uplink`, an address inside the pool, a NIC with a floating IP already). */
+            400: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            "4XX": components["responses"]["ClientError"];
+            "5XX": components["responses"]["ServerError"];
+        };
+    };
+    floatingIpDelete: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The network's name. */
+                name: components["parameters"]["NetworkName"];
+                /** @description The external IPv4 address (on the network's `routed.uplink` LAN, outside its pool). */
+                ip: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Removed. */
+            204: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description NETWORK_NOT_FOUND or FLOATING_IP_NOT_FOUND. */
+            404: {
                 headers: {
                     "X-Request-Id": components["headers"]["X-Request-Id"];
                     [name: string]: unknown;

@@ -1,18 +1,19 @@
 // /v1/networks: declarative PUT (with ?dryRun and If-Match, ETag = generation), GET one/list with status,
-// DELETE. The network service does the work; this file only maps HTTP to it.
+// DELETE, and a routed network's floating IPs. The network service does the work; this file maps HTTP to it.
 import { AppError } from '../../lib/errors.js';
-import type { NetworkService, NetworkView, PutResult } from '../../net/network-service.js';
+import type { FloatingIpView, NetworkService, NetworkView, PutResult } from '../../net/network-service.js';
 import { etagOf } from '../../net/network-service.js';
 import type { NetworkSpec } from '../../net/network-model.js';
 import type { Handlers, Schemas } from '../types.js';
 
 /** What the routes need from net/network-service.ts. */
-export type NetworkApi = Pick<NetworkService, 'put' | 'get' | 'list' | 'delete'>;
+export type NetworkApi = Pick<NetworkService, 'put' | 'get' | 'list' | 'delete' | 'floatingIps' | 'floatingIp' | 'floatingIpPut' | 'floatingIpDelete'>;
 
 // The service's views may hold undefined fields (defaults not set); the wire drops them.
 const wire = <T>(v: unknown): T => JSON.parse(JSON.stringify(v)) as T;
 
 const toNetwork = (v: NetworkView): Schemas['Network'] => wire<Schemas['Network']>(v);
+const toFloatingIp = (v: FloatingIpView): Schemas['FloatingIp'] => wire<Schemas['FloatingIp']>(v);
 const toResult = (r: PutResult): Schemas['NetworkApplyResult'] => ({
   network: toNetwork(r.network),
   changed: r.changed,
@@ -21,7 +22,10 @@ const toResult = (r: PutResult): Schemas['NetworkApplyResult'] => ({
   diff: r.diff,
 });
 
-export function networkRoutes(deps: { networks: NetworkApi | undefined }): Pick<Handlers, 'networksList' | 'networkGet' | 'networkPut' | 'networkDelete'> {
+export function networkRoutes(deps: { networks: NetworkApi | undefined }): Pick<
+  Handlers,
+  'networksList' | 'networkGet' | 'networkPut' | 'networkDelete' | 'floatingIpsList' | 'floatingIpGet' | 'floatingIpPut' | 'floatingIpDelete'
+> {
   const svc = (): NetworkApi => {
     // Fails loudly until main.ts wires the service, rather than answering as if no network existed.
     if (!deps.networks) throw new AppError('INTERNAL', 'the network service is not wired into this daemon');
@@ -50,6 +54,26 @@ export function networkRoutes(deps: { networks: NetworkApi | undefined }): Pick<
 
     async networkDelete({ path }, ctx) {
       await svc().delete(path.name, ifMatch(ctx.get('if-match')));
+      return { status: 204, body: undefined };
+    },
+
+    async floatingIpsList({ path }) {
+      return { status: 200, body: { items: (await svc().floatingIps(path.name)).map(toFloatingIp) } };
+    },
+
+    async floatingIpGet({ path }) {
+      return { status: 200, body: toFloatingIp(await svc().floatingIp(path.name, path.ip)) };
+    },
+
+    async floatingIpPut({ path, body }) {
+      const r = await svc().floatingIpPut(path.name, path.ip, { vm: body.vm, nic: body.nic });
+      const reply = { floatingIp: toFloatingIp(r.floatingIp), changed: r.changed, changes: r.changes };
+      if (r.created) return { status: 201, body: reply, headers: { Location: `/v1/networks/${encodeURIComponent(path.name)}/floating-ips/${path.ip}` } };
+      return { status: 200, body: reply };
+    },
+
+    async floatingIpDelete({ path }) {
+      await svc().floatingIpDelete(path.name, path.ip);
       return { status: 204, body: undefined };
     },
   };

@@ -124,6 +124,30 @@ describe('/v1/networks', () => {
     expect(await links.get(bridgeName('lan'))).toBeUndefined();
   });
 
+  it('floating IPs: PUT 201 then 200, GET one/list, 400 on a non-routed network, DELETE 204 then 404', async () => {
+    await serve(service());
+    await put('rt', { type: 'routed', routed: { pool: '203.0.113.16/28', uplink: 'eth1' } });
+    await put('b', { type: 'bridge' });
+    const fipPut = (net: string, ip: string, body: unknown) => {
+      const j = jsonBody(body);
+      return send({ port }, { method: 'PUT', path: `/v1/networks/${net}/floating-ips/${ip}`, headers: j.headers, body: j.body });
+    };
+    const created = await fipPut('rt', '198.51.100.50', { vm: 'vm1', nic: 'net0' });
+    expect(created.status).toBe(201);
+    expect(created.headers.location).toBe('/v1/networks/rt/floating-ips/198.51.100.50');
+    expect(created.json).toMatchObject({ changed: true, floatingIp: { ip: '198.51.100.50', vm: 'vm1', nic: 'net0', ready: false } });
+    expect((await fipPut('rt', '198.51.100.50', { vm: 'vm1', nic: 'net0' })).json).toMatchObject({ changed: false, changes: [] });
+    expect((await fipPut('rt', '198.51.100.50', { vm: 'vm1' })).json).toMatchObject({ status: 400, code: 'VALIDATION_FAILED' });
+    expect((await fipPut('rt', 'not-an-ip', { vm: 'vm1', nic: 'net0' })).status).toBe(400);
+    expect((await fipPut('b', '198.51.100.50', { vm: 'vm1', nic: 'net0' })).json).toMatchObject({ status: 400, code: 'NETWORK_INVALID' });
+    expect((await send({ port }, { path: '/v1/networks/rt/floating-ips' })).json).toMatchObject({ items: [{ ip: '198.51.100.50', vm: 'vm1' }] });
+    expect((await send({ port }, { path: '/v1/networks/rt/floating-ips/198.51.100.50' })).json).toMatchObject({ ip: '198.51.100.50', nic: 'net0' });
+    expect((await send({ port }, { path: '/v1/networks/rt' })).json).toMatchObject({ generation: 2, spec: { routed: { floatingIps: [{ ip: '198.51.100.50', vm: 'vm1', nic: 'net0' }] } } });
+    expect((await send({ port }, { method: 'DELETE', path: '/v1/networks/rt/floating-ips/198.51.100.50' })).status).toBe(204);
+    expect((await send({ port }, { path: '/v1/networks/rt/floating-ips/198.51.100.50' })).json).toMatchObject({ status: 404, code: 'FLOATING_IP_NOT_FOUND' });
+    expect((await send({ port }, { method: 'DELETE', path: '/v1/networks/rt/floating-ips/198.51.100.50' })).status).toBe(404);
+  });
+
   it('answers 500 INTERNAL until the service is wired, never an empty list', async () => {
     await serve(undefined);
     expect((await send({ port }, { path: '/v1/networks' })).json).toMatchObject({ status: 500, code: 'INTERNAL' });

@@ -299,6 +299,64 @@ describe('routed', () => {
   });
 });
 
+describe('routed floating IPs', () => {
+  it('refuses floating IPs without an uplink, inside the pool, twice, or two per NIC, and on other network types', async () => {
+    const { svc } = setup();
+    const fip = (ip: string, vm = 'vm1') => ({ ip, vm, nic: 'net0' });
+    expect(await code(svc.put('r', { type: 'routed', routed: { pool: '203.0.113.16/28', floatingIps: [fip('198.51.100.50')] } }))).toBe('NETWORK_INVALID');
+    expect(await code(svc.put('r', { type: 'routed', routed: { pool: '203.0.113.16/28', uplink: 'eth1', floatingIps: [fip('203.0.113.20')] } }))).toBe('NETWORK_INVALID');
+    expect(await code(svc.put('r', { type: 'routed', routed: { pool: '203.0.113.16/28', uplink: 'eth1', floatingIps: [fip('198.51.100.50'), fip('198.51.100.50', 'vm2')] } }))).toBe('NETWORK_INVALID');
+    expect(await code(svc.put('r', { type: 'routed', routed: { pool: '203.0.113.16/28', uplink: 'eth1', floatingIps: [fip('198.51.100.50'), fip('198.51.100.51')] } }))).toBe('NETWORK_INVALID');
+    await svc.put('n', { type: 'nat' });
+    expect(await code(svc.floatingIpPut('n', '198.51.100.50', { vm: 'vm1', nic: 'net0' }))).toBe('NETWORK_INVALID');
+    await svc.put('r', { type: 'routed', routed: { pool: '203.0.113.16/28', uplink: 'eth1' } });
+    expect(await code(svc.floatingIpPut('r', '198.51.100.256', { vm: 'vm1', nic: 'net0' }))).toBe('NETWORK_INVALID');
+    expect(await code(svc.floatingIp('r', '198.51.100.50'))).toBe('FLOATING_IP_NOT_FOUND');
+    expect(await code(svc.floatingIpDelete('r', '198.51.100.50'))).toBe('FLOATING_IP_NOT_FOUND');
+  });
+
+  it('maps once the NIC has an address (table + /32 on the uplink), re-targets, and DELETE removes both', async () => {
+    const { svc, links, host, nft } = setup();
+    await svc.put('rt', { type: 'routed', routed: { pool: '203.0.113.16/28', uplink: 'eth1' } });
+    const put = await svc.floatingIpPut('rt', '198.51.100.50', { vm: 'vm1', nic: 'net0' });
+    // Stored at once, applied once the NIC has an address: nothing on the host yet, and status says why.
+    expect(put).toMatchObject({ created: true, changed: true, changes: [] });
+    expect(put.floatingIp).toMatchObject({ ready: false, nicAddress: undefined, message: 'vm1/net0 has no address on this network yet' });
+    expect((await svc.get('rt')).generation).toBe(2);
+    const ip1 = await (await svc.ipam('rt')).allocate('vm1/net0');
+    links.seed({ name: tapName('vm1', 'net0'), kind: 'tap', up: true });
+    const table = `inet ${bridgeName('rt')}`;
+    const changes = await svc.refresh('rt');
+    expect(changes).toContain(`+ nft table ${table}`);
+    expect(changes).toContain('+ ip addr add 198.51.100.50/32 dev eth1');
+    expect(nft.tables.get(table)).toEqual(expect.arrayContaining([
+      `add rule ${table} prerouting ip daddr 198.51.100.50 counter dnat ip to ${ip1}`,
+      `add rule ${table} postrouting ip saddr ${ip1} oifname "eth1" counter snat ip to 198.51.100.50`,
+    ]));
+    expect(await svc.floatingIps('rt')).toEqual([{ ip: '198.51.100.50', vm: 'vm1', nic: 'net0', nicAddress: ip1, ready: true, message: `198.51.100.50 -> ${ip1}: announced on eth1, nat table present` }]);
+    // Re-target to another NIC: the rules follow, the address stays.
+    const ip2 = await (await svc.ipam('rt')).allocate('vm2/net0');
+    const moved = await svc.floatingIpPut('rt', '198.51.100.50', { vm: 'vm2', nic: 'net0' });
+    expect(moved).toMatchObject({ created: false, changed: true, changes: [`~ nft table ${table}`, expect.stringContaining(`vm2/net0 ${ip2}`)] });
+    await svc.floatingIpDelete('rt', '198.51.100.50');
+    expect(nft.tables.has(table)).toBe(false);
+    expect((await host.addresses()).get('eth1') ?? []).not.toContain('198.51.100.50/32');
+    expect((await svc.get('rt')).spec.routed).toEqual({ pool: '203.0.113.16/28', uplink: 'eth1', floatingIps: [] });
+  });
+
+  it('deleting the network removes its floating addresses and table', async () => {
+    const { svc, links, host, nft } = setup();
+    await svc.put('rt', { type: 'routed', routed: { pool: '203.0.113.16/28', uplink: 'eth1', floatingIps: [{ ip: '198.51.100.50', vm: 'vm1', nic: 'net0' }] } });
+    await (await svc.ipam('rt')).allocate('vm1/net0');
+    links.seed({ name: tapName('vm1', 'net0'), kind: 'tap', up: true });
+    await svc.refresh('rt');
+    expect(nft.tables.size).toBe(1);
+    await svc.delete('rt');
+    expect(nft.tables.size).toBe(0);
+    expect((await host.addresses()).get('eth1') ?? []).not.toContain('198.51.100.50/32');
+  });
+});
+
 describe('GET and DELETE', () => {
   it('lists networks sorted, DELETE is refused while NICs use it and then removes everything ours', async () => {
     const nics = new Map([['b', ['vm1/net0']]]);
