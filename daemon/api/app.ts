@@ -15,6 +15,7 @@ import { docsRoutes } from './routes/docs.js';
 import { healthzRoutes } from './routes/healthz.js';
 import { leaseRoutes, type LeaseQuery } from './routes/leases.js';
 import { networkRoutes, type NetworkApi } from './routes/networks.js';
+import { vmRoutes, type VmApi } from './routes/vms.js';
 import { nodeRoutes } from './routes/node.js';
 import { tokenRoutes } from './routes/tokens.js';
 
@@ -30,6 +31,8 @@ export interface AppDeps {
   leases: LeaseQuery;
   /** Networks (net/network-service.ts). Optional until main.ts wires it; the routes answer 500 without it. */
   networks?: NetworkApi;
+  /** VMs (vm/vm-service.ts). Optional until main.ts wires it; the routes answer 500 without it. */
+  vms?: VmApi;
   version: string;
   /** Check every response against the spec; a mismatch becomes 500 RESPONSE_INVALID. Tests turn it on. */
   validateResponses?: boolean;
@@ -66,6 +69,7 @@ export function createApp(deps: AppDeps): Koa {
     ...tokenRoutes(deps),
     ...leaseRoutes({ leases: deps.leases }),
     ...networkRoutes({ networks: deps.networks }),
+    ...vmRoutes({ vms: deps.vms }),
     ...docsRoutes(deps),
   };
 

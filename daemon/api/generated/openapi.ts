@@ -224,6 +224,105 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/vms": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * List VMs
+         * @description Every VM with its spec and its status (phase read from libvirt at request time).
+         */
+        get: operations["vmsList"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/vms/{name}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The VM's name. */
+                name: components["parameters"]["VmName"];
+            };
+            cookie?: never;
+        };
+        /** One VM with its status */
+        get: operations["vmGet"];
+        /**
+         * Create or update a VM
+         * @description Declarative and idempotent. `generation` (also the `ETag`) moves only when the spec changes; the same
+         *     PUT twice is a no-op (`changed: false`). MACs and IPs the daemon chooses appear in `status.nics`, never
+         *     in the spec, so re-sending the spec keeps them. Validation (capacity, names, paths confined to the
+         *     storage roots, networks that exist) happens before anything is stored or libvirt is called. A change
+         *     to a running VM applies at its next start (`status.restartRequired`); interfaces cannot change while
+         *     it runs (409 VM_CONFLICT). `?dryRun=true` returns the diff and the domain XML a start would define.
+         */
+        put: operations["vmPut"];
+        post?: never;
+        /**
+         * Delete a VM
+         * @description Forces the domain off (no grace period), undefines it, removes its taps, DHCP servers and leases, releases its IPs and MACs and removes its files (seed, volumes); `?keepDisks=true` keeps the volumes. Synchronous for now.
+         */
+        delete: operations["vmDelete"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/vms/{name}/start": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The VM's name. */
+                name: components["parameters"]["VmName"];
+            };
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Start a VM
+         * @description Plumbs its NICs (taps, guard rules, DHCP servers), writes the cloud-init seed, defines the domain from the current spec and starts it. Synchronous for now (answers once libvirt started the domain; 202 operations come later). Starting a running VM changes nothing.
+         */
+        post: operations["vmStart"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/vms/{name}/stop": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The VM's name. */
+                name: components["parameters"]["VmName"];
+            };
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Stop a VM
+         * @description ACPI shutdown, forced off after the spec's `stopGracePeriodSeconds` (or at once with `?force=true`), then its NICs are unplumbed. Synchronous for now: answers when the domain is off.
+         */
+        post: operations["vmStop"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/openapi.json": {
         parameters: {
             query?: never;
@@ -568,6 +667,183 @@ export interface components {
             /** @description Readable diff of host changes: "+" adds, "-" removes, "~" modifies. */
             diff: string;
         };
+        /**
+         * @description A DNS label; the guest's default hostname.
+         * @example web1
+         */
+        VmName: string;
+        VmShortName: string;
+        /**
+         * @description What the VM should be. Disks take exactly one source: `host` (a file inside a storage root, created
+         *     at `sizeBytes` if absent) or `volume` (empty at `sizeBytes`, kept with `keepDisks`); `image`,
+         *     `cdrom` and `volume.fromImage` need the image registry and are refused with VM_SPEC_INVALID until it
+         *     exists. Interfaces join a network; MAC and IP are chosen by the daemon unless given. `kernelBoot`
+         *     boots a kernel and initrd directly (paths inside a storage root).
+         * @example {
+         *       "name": "web1",
+         *       "memory": 256,
+         *       "interfaces": [
+         *         {
+         *           "network": "lan"
+         *         }
+         *       ],
+         *       "kernelBoot": {
+         *         "kernel": "vmlinuz",
+         *         "initrd": "initramfs.gz",
+         *         "cmdline": "console=ttyS0"
+         *       }
+         *     }
+         * @example {
+         *       "name": "db1",
+         *       "cpu": {
+         *         "sockets": 1,
+         *         "cores": 2
+         *       },
+         *       "memory": 1024,
+         *       "machine": "q35",
+         *       "disks": [
+         *         {
+         *           "name": "root",
+         *           "volume": {
+         *             "sizeBytes": 1073741824
+         *           },
+         *           "bootOrder": 1
+         *         }
+         *       ],
+         *       "interfaces": [
+         *         {
+         *           "network": "lan",
+         *           "mac": "02:00:00:00:00:01",
+         *           "ip": "192.168.100.20"
+         *         }
+         *       ],
+         *       "runStrategy": "Manual",
+         *       "stopGracePeriodSeconds": 30
+         *     }
+         */
+        VmSpec: {
+            name: components["schemas"]["VmName"];
+            cpu?: {
+                sockets?: number;
+                cores?: number;
+                threads?: number;
+            };
+            /** @description MiB; at most the host's memory. */
+            memory: number;
+            /**
+             * @description Default q35.
+             * @enum {string}
+             */
+            machine?: "q35" | "pc";
+            /**
+             * @description Default bios; uefi needs OVMF installed.
+             * @enum {string}
+             */
+            firmware?: "bios" | "uefi";
+            disks?: {
+                name: components["schemas"]["VmShortName"];
+                image?: {
+                    name: components["schemas"]["VmShortName"];
+                };
+                volume?: {
+                    fromImage?: components["schemas"]["VmShortName"];
+                    sizeBytes?: number;
+                };
+                host?: {
+                    path: string;
+                    sizeBytes?: number;
+                };
+                cdrom?: {
+                    image: components["schemas"]["VmShortName"];
+                };
+                /** @enum {string} */
+                bus?: "virtio" | "sata" | "scsi";
+                bootOrder?: number;
+                readonly?: boolean;
+            }[];
+            interfaces?: {
+                name?: components["schemas"]["VmShortName"];
+                network: components["schemas"]["NetworkName"];
+                /** @enum {string} */
+                model?: "virtio" | "e1000";
+                mac?: components["schemas"]["MacAddress"];
+                /** @description A fixed IPv4 address from the network's IPAM. */
+                ip?: string;
+                bootOrder?: number;
+            }[];
+            /** @description NoCloud documents; network-config is generated from the interfaces when omitted. */
+            cloudInit?: {
+                userData?: string;
+                metaData?: string;
+                networkData?: string;
+            };
+            /**
+             * @description Default Manual.
+             * @enum {string}
+             */
+            runStrategy?: "Always" | "RerunOnFailure" | "Manual" | "Halted";
+            kernelBoot?: {
+                kernel: string;
+                initrd?: string;
+                cmdline?: string;
+            };
+            /** @description Default 60. */
+            stopGracePeriodSeconds?: number;
+        };
+        VmCondition: {
+            type: string;
+            /** @enum {string} */
+            status: "True" | "False";
+            reason: string;
+            message: string;
+            /** Format: date-time */
+            lastTransitionTime: string;
+        };
+        /** @description A VM's spec as stored and its status (server-made MACs and IPs live only in status). */
+        Vm: {
+            name: components["schemas"]["VmName"];
+            /** @description Moves only when the spec changes; the ETag. */
+            generation: number;
+            spec: components["schemas"]["VmSpec"];
+            status: {
+                /** @enum {string} */
+                phase: "Stopped" | "Starting" | "Running" | "Paused" | "Stopping" | "Failed";
+                /** @description The libvirt domain name. */
+                domain: string;
+                uuid: string;
+                /** @description The running domain was defined from an older generation. */
+                restartRequired: boolean;
+                conditions: components["schemas"]["VmCondition"][];
+                nics: {
+                    name: string;
+                    network: string;
+                    mac: components["schemas"]["MacAddress"];
+                    ip: string | null;
+                    /** @description The host tap while plumbed. */
+                    tap: string | null;
+                    /** @description Our DHCP server acknowledged this MAC and IP on the tap and the guest has not released it. */
+                    dhcpAcked: boolean;
+                }[];
+            };
+            /** Format: date-time */
+            createdAt: string;
+            /** Format: date-time */
+            updatedAt: string;
+        };
+        VmList: {
+            items: components["schemas"]["Vm"][];
+        };
+        /** @description What a PUT did (or, in a dry run, would do). */
+        VmApplyResult: {
+            vm: components["schemas"]["Vm"];
+            /** @description The spec differs from the stored one. */
+            changed: boolean;
+            dryRun: boolean;
+            /** @description One line per top-level field that differs ("+", "-" or "~"). */
+            diff: string[];
+            /** @description Dry run only; the libvirt domain XML a start would define. */
+            domainXml?: string;
+        };
         /** @description An RFC 9457 problem detail with nodevirt's stable error code. */
         Problem: {
             /**
@@ -772,6 +1048,8 @@ export interface components {
         NetworkName: components["schemas"]["NetworkName"];
         /** @description The token's name. */
         TokenName: components["schemas"]["TokenName"];
+        /** @description The VM's name. */
+        VmName: components["schemas"]["VmName"];
     };
     requestBodies: never;
     headers: {
@@ -1292,6 +1570,271 @@ export interface operations {
                 content?: never;
             };
             /** @description NETWORK_NOT_FOUND or FLOATING_IP_NOT_FOUND. */
+            404: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            "4XX": components["responses"]["ClientError"];
+            "5XX": components["responses"]["ServerError"];
+        };
+    };
+    vmsList: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description All VMs. */
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["VmList"];
+                };
+            };
+            "4XX": components["responses"]["ClientError"];
+            "5XX": components["responses"]["ServerError"];
+        };
+    };
+    vmGet: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The VM's name. */
+                name: components["parameters"]["VmName"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The VM. */
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    ETag: components["headers"]["ETag"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Vm"];
+                };
+            };
+            /** @description No such VM (code VM_NOT_FOUND). */
+            404: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            "4XX": components["responses"]["ClientError"];
+            "5XX": components["responses"]["ServerError"];
+        };
+    };
+    vmPut: {
+        parameters: {
+            query?: {
+                /** @description Return the diff and the domain XML; store and allocate nothing. */
+                dryRun?: boolean;
+            };
+            header?: {
+                /** @description Apply only if the VM is at this ETag (or exists, for `*`). */
+                "If-Match"?: string;
+            };
+            path: {
+                /** @description The VM's name. */
+                name: components["parameters"]["VmName"];
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["VmSpec"];
+            };
+        };
+        responses: {
+            /** @description Updated (or unchanged, or a dry run). */
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    ETag: components["headers"]["ETag"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["VmApplyResult"];
+                };
+            };
+            /** @description Created. */
+            201: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    ETag: components["headers"]["ETag"];
+                    /** @description The VM's URL. */
+                    Location?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["VmApplyResult"];
+                };
+            };
+            /** @description VM_SPEC_INVALID (with a pointer per problem) or PATH_INVALID. */
+            400: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description VM_CONFLICT, MAC_IN_USE or IP_IN_USE. */
+            409: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description If-Match did not match (code PRECONDITION_FAILED). */
+            412: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            "4XX": components["responses"]["ClientError"];
+            "5XX": components["responses"]["ServerError"];
+        };
+    };
+    vmDelete: {
+        parameters: {
+            query?: {
+                /** @description Keep the VM's volumes on disk. */
+                keepDisks?: boolean;
+            };
+            header?: {
+                /** @description Delete only if the VM is at this ETag. */
+                "If-Match"?: string;
+            };
+            path: {
+                /** @description The VM's name. */
+                name: components["parameters"]["VmName"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Deleted. */
+            204: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description No such VM (code VM_NOT_FOUND). */
+            404: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description If-Match did not match (code PRECONDITION_FAILED). */
+            412: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            "4XX": components["responses"]["ClientError"];
+            "5XX": components["responses"]["ServerError"];
+        };
+    };
+    vmStart: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The VM's name. */
+                name: components["parameters"]["VmName"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The VM after the start. */
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Vm"];
+                };
+            };
+            /** @description No such VM (code VM_NOT_FOUND). */
+            404: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            "4XX": components["responses"]["ClientError"];
+            "5XX": components["responses"]["ServerError"];
+        };
+    };
+    vmStop: {
+        parameters: {
+            query?: {
+                /** @description Power off at once instead of an ACPI shutdown. */
+                force?: boolean;
+            };
+            header?: never;
+            path: {
+                /** @description The VM's name. */
+                name: components["parameters"]["VmName"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The VM after the stop. */
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Vm"];
+                };
+            };
+            /** @description No such VM (code VM_NOT_FOUND). */
             404: {
                 headers: {
                     "X-Request-Id": components["headers"]["X-Request-Id"];

@@ -92,7 +92,8 @@ function bodyMutations(schema: Schema, value: Json, pointer = ''): Array<{ label
       }
     }
   }
-  return out.map((m) => ({ ...m, pointer: '/body' + m.pointer }));
+  // Only the outermost call prefixes: nested results come back through it and would get /body twice.
+  return pointer === '' ? out.map((m) => ({ ...m, pointer: '/body' + m.pointer })) : out;
 }
 
 const JSON_HEADERS = { 'content-type': 'application/json' };

@@ -17,6 +17,7 @@ import { createFakeNftables } from '../../../daemon/host/nftables-fake.js';
 import { createFakeNetHost } from '../../../daemon/net/network-host.js';
 import { createNetworkService } from '../../../daemon/net/network-service.js';
 import { createStore, type KeySpace, type Store } from '../../../daemon/store/store.js';
+import { createTestVmService } from './vm-harness.js';
 
 let specPromise: Promise<ApiSpec> | undefined;
 export function spec(): Promise<ApiSpec> {
@@ -74,6 +75,7 @@ export async function startApp(opts: { transport?: Transport; node?: { info(): P
       const links = createFakeLinks();
       return createNetworkService({ store, adapters: { links, nft: createFakeNftables(), host: createFakeNetHost(links) } });
     })(),
+    vms: createTestVmService(store, join(dir, 'vm-root')).vms,
     version: '0.1.0-test',
     validateResponses: true,
   });

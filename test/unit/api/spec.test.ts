@@ -122,14 +122,14 @@ describe('api-spec/openapi.yaml', () => {
 
   it('refuses to build an app whose spec has an operation without a handler', async () => {
     const s = await spec();
-    const extra = { ...s.operations[0]!, operationId: 'vmsList', path: '/v1/vms', routerPath: '/v1/vms' };
+    const extra = { ...s.operations[0]!, operationId: 'notImplementedList', path: '/v1/not-implemented', routerPath: '/v1/not-implemented' };
     const { createApp } = await import('../../../daemon/api/app.js');
     const { silentLogger } = await import('../../../daemon/lib/logger.js');
     const h = await startApp();
     try {
       expect(() =>
         createApp({ logger: silentLogger(), spec: { ...s, operations: [...s.operations, extra] }, node: { info: async () => Promise.reject(new Error('unused')) }, tokens: h.tokens, leases: { list: async () => [] }, version: 't' }),
-      ).toThrow(/vmsList .* has no handler/);
+      ).toThrow(/notImplementedList .* has no handler/);
     } finally {
       await h.close();
     }

@@ -1,0 +1,62 @@
+// /v1/vms: declarative PUT (?dryRun, If-Match, ETag = generation), GET one/list, DELETE (?keepDisks) and the
+// synchronous start/stop actions. The VM service does the work; this file maps HTTP to it.
+import { AppError } from '../../lib/errors.js';
+import type { VmSpec } from '../../vm/vm-model.js';
+import { vmEtag, type VmPutResult, type VmService, type VmView } from '../../vm/vm-service.js';
+import type { Handlers, Schemas } from '../types.js';
+
+/** What the routes need from vm/vm-service.ts. */
+export type VmApi = Pick<VmService, 'put' | 'get' | 'list' | 'delete' | 'start' | 'stop'>;
+
+// The service's views may hold undefined fields; the wire drops them.
+const wire = <T>(v: unknown): T => JSON.parse(JSON.stringify(v)) as T;
+const toVm = (v: VmView): Schemas['Vm'] => wire<Schemas['Vm']>(v);
+const toResult = (r: VmPutResult): Schemas['VmApplyResult'] => ({
+  vm: toVm(r.vm),
+  changed: r.changed,
+  dryRun: r.dryRun,
+  diff: r.diff,
+  ...(r.domainXml === undefined ? {} : { domainXml: r.domainXml }),
+});
+
+export function vmRoutes(deps: { vms: VmApi | undefined }): Pick<Handlers, 'vmsList' | 'vmGet' | 'vmPut' | 'vmDelete' | 'vmStart' | 'vmStop'> {
+  const svc = (): VmApi => {
+    // Fails loudly until main.ts wires the service, rather than answering as if no VM existed.
+    if (!deps.vms) throw new AppError('INTERNAL', 'the VM service is not wired into this daemon');
+    return deps.vms;
+  };
+  const ifMatch = (h: string | undefined) => (h === undefined || h === '' ? {} : { ifMatch: h });
+  return {
+    async vmsList() {
+      return { status: 200, body: { items: (await svc().list()).map(toVm) } };
+    },
+
+    async vmGet({ path }) {
+      const v = await svc().get(path.name);
+      return { status: 200, body: toVm(v), headers: { ETag: vmEtag(v.generation) } };
+    },
+
+    async vmPut({ path, query, body }, ctx) {
+      const dryRun = query.dryRun === true;
+      const r = await svc().put(path.name, body as VmSpec, { dryRun, ...ifMatch(ctx.get('if-match')) });
+      const headers: Record<string, string> = dryRun ? {} : { ETag: vmEtag(r.vm.generation) };
+      if (r.created && !dryRun) {
+        return { status: 201, body: toResult(r), headers: { ...headers, Location: `/v1/vms/${encodeURIComponent(path.name)}` } };
+      }
+      return { status: 200, body: toResult(r), headers };
+    },
+
+    async vmDelete({ path, query }, ctx) {
+      await svc().delete(path.name, { keepDisks: query.keepDisks === true, ...ifMatch(ctx.get('if-match')) });
+      return { status: 204, body: undefined };
+    },
+
+    async vmStart({ path }) {
+      return { status: 200, body: toVm(await svc().start(path.name)) };
+    },
+
+    async vmStop({ path, query }) {
+      return { status: 200, body: toVm(await svc().stop(path.name, { force: query.force === true })) };
+    },
+  };
+}

@@ -1,0 +1,125 @@
+// /v1/vms through the real app (response validation on) over the real VM service and its fakes: create,
+// no-op and update with ETag/generation, If-Match 412, dry run with the domain XML, start/stop/delete,
+// problems with pointers, and 500 while the service is not wired.
+import { mkdtemp, rm } from 'node:fs/promises';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { createApp, requestListener } from '../../../daemon/api/app.js';
+import type { VmApi } from '../../../daemon/api/routes/vms.js';
+import { createTokenService, type StoredToken } from '../../../daemon/auth/token-service.js';
+import { silentLogger } from '../../../daemon/lib/logger.js';
+import { createLeaseRepo, type StoredLease } from '../../../daemon/net/dhcp/lease-repo.js';
+import { createStore, type Store } from '../../../daemon/store/store.js';
+import { closeServer, fakeNode, jsonBody, send, spec } from './helpers.js';
+import { createTestVmService, type TestVms } from './vm-harness.js';
+
+let dir: string;
+let store: Store;
+let server: Server;
+let port: number;
+let t: TestVms;
+
+async function serve(vms: VmApi | undefined): Promise<void> {
+  const app = createApp({
+    logger: silentLogger(),
+    spec: await spec(),
+    node: { info: async () => fakeNode() },
+    tokens: createTokenService({ tokens: store.sublevel<StoredToken>('tokens') }),
+    leases: createLeaseRepo({ leases: store.sublevel<StoredLease>('dhcp-leases') }),
+    ...(vms ? { vms } : {}),
+    version: 't',
+    validateResponses: true,
+  });
+  server = createServer(requestListener(app, 'unix'));
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  port = (server.address() as AddressInfo).port;
+}
+
+beforeEach(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'nodevirt-vms-api-'));
+  store = createStore({ stateDir: dir });
+  await store.open();
+  t = createTestVmService(store);
+  await t.networks.put('lan', { type: 'bridge', ipam: { subnet: '192.168.50.0/24' } });
+});
+
+afterEach(async () => {
+  await closeServer(server);
+  await store.close();
+  await rm(dir, { recursive: true, force: true });
+  await rm(t.root, { recursive: true, force: true });
+});
+
+const put = (name: string, body: unknown, headers: Record<string, string> = {}, query = '') => {
+  const j = jsonBody(body);
+  return send({ port }, { method: 'PUT', path: `/v1/vms/${name}${query}`, headers: { ...j.headers, ...headers }, body: j.body });
+};
+const web = () => ({ name: 'web1', memory: 256, interfaces: [{ network: 'lan' }], kernelBoot: { kernel: 'vmlinuz', initrd: 'initramfs.gz', cmdline: 'console=ttyS0' } });
+
+describe('/v1/vms', () => {
+  it('PUT creates (201, ETag, Location) with MAC/IP in status only, repeats as a no-op, updates with If-Match', async () => {
+    await serve(t.vms);
+    const created = await put('web1', web());
+    expect(created.status).toBe(201);
+    expect(created.headers.etag).toBe('"1"');
+    expect(created.headers.location).toBe('/v1/vms/web1');
+    const vm = (created.json as { vm: { spec: unknown; status: { nics: Array<{ mac: string; ip: string }> } } }).vm;
+    expect(vm.spec).toEqual(web());
+    expect(vm.status.nics[0]).toMatchObject({ ip: '192.168.50.2', dhcpAcked: false, tap: null });
+
+    const again = await put('web1', web());
+    expect(again.status).toBe(200);
+    expect(again.json).toMatchObject({ changed: false, diff: [], vm: { generation: 1 } });
+
+    expect((await put('web1', { ...web(), memory: 300 }, { 'if-match': '"9"' })).status).toBe(412);
+    const upd = await put('web1', { ...web(), memory: 300 }, { 'if-match': '"1"' });
+    expect(upd.status).toBe(200);
+    expect(upd.headers.etag).toBe('"2"');
+    expect(upd.json).toMatchObject({ changed: true, diff: ['~ /memory: 256 -> 300'] });
+
+    const got = await send({ port }, { path: '/v1/vms/web1' });
+    expect(got.status).toBe(200);
+    expect(got.headers.etag).toBe('"2"');
+    expect((await send({ port }, { path: '/v1/vms' })).json).toMatchObject({ items: [{ name: 'web1' }] });
+  });
+
+  it('dry run returns the diff and the domain XML and stores nothing', async () => {
+    await serve(t.vms);
+    const r = await put('web1', web(), {}, '?dryRun=true');
+    expect(r.status).toBe(200);
+    expect(r.headers.etag).toBeUndefined();
+    expect((r.json as { domainXml: string }).domainXml).toContain('<name>nodevirt-web1</name>');
+    expect((await send({ port }, { path: '/v1/vms/web1' })).status).toBe(404);
+  });
+
+  it('start, stop and delete drive the domain; problems carry codes and pointers', async () => {
+    await serve(t.vms);
+    await put('web1', web());
+    const started = await send({ port }, { method: 'POST', path: '/v1/vms/web1/start' });
+    expect(started.status).toBe(200);
+    expect(started.json).toMatchObject({ status: { phase: 'Running', nics: [{ tap: expect.stringMatching(/^nv/) }] } });
+    const stopped = await send({ port }, { method: 'POST', path: '/v1/vms/web1/stop?force=true' });
+    expect(stopped.json).toMatchObject({ status: { phase: 'Stopped' } });
+    expect((await send({ port }, { method: 'DELETE', path: '/v1/vms/web1' })).status).toBe(204);
+    expect(await t.libvirt.lookupDomain('nodevirt-web1')).toBeUndefined();
+    const missing = await send({ port }, { path: '/v1/vms/web1' });
+    expect(missing.status).toBe(404);
+    expect(missing.json).toMatchObject({ code: 'VM_NOT_FOUND' });
+
+    const big = await put('web1', { ...web(), memory: 1 << 20 });
+    expect(big.status).toBe(400);
+    expect(big.json).toMatchObject({ code: 'VM_SPEC_INVALID', errors: [{ pointer: '/memory' }] });
+    const escape = await put('web1', { ...web(), kernelBoot: { kernel: '../../etc/passwd' } });
+    expect(escape.status).toBe(400);
+  });
+
+  it('answers 500 INTERNAL while the VM service is not wired', async () => {
+    await serve(undefined);
+    const r = await send({ port }, { path: '/v1/vms' });
+    expect(r.status).toBe(500);
+    expect(r.json).toMatchObject({ code: 'INTERNAL' });
+  });
+});
