@@ -124,6 +124,11 @@ export interface VmService {
   delete(name: string, opts?: { ifMatch?: string; keepDisks?: boolean }): Promise<void>;
   start(name: string): Promise<VmView>;
   stop(name: string, opts?: { force?: boolean }): Promise<VmView>;
+  /**
+   * At daemon start: for every VM whose domain runs (adopted, never restarted), attaches the DHCP servers of
+   * its plumbed NICs again, so the guest's renewals are answered. Returns the VMs it adopted.
+   */
+  adoptRunning(): Promise<string[]>;
 }
 
 export const vmEtag = (generation: number) => `"${generation}"`;
@@ -519,6 +524,27 @@ export function createVmService(deps: VmServiceDeps): VmService {
         log?.info({ vm: name, generation: r.generation }, 'VM started');
         return view(r);
       }),
+
+    adoptRunning: async () => {
+      const adopted: string[] = [];
+      for (const [name, r] of await records.list()) {
+        await locked(name, async () => {
+          const info = await deps.libvirt.lookupDomain(domainOf(name));
+          if (!info?.active) return;
+          for (const n of r.nics) {
+            const rec = await deps.plumber.get(owner(r, n.name));
+            if (rec === undefined || n.ip === undefined) continue;
+            const offer = dhcpOffer(await deps.networks.nicAttachment(n.network), { mac: n.mac, ip: n.ip, hostname: r.name });
+            if (offer === undefined) continue;
+            deps.dhcp.attach({ ifname: rec.tap, ...offer });
+            deps.dhcp.linkChanged(rec.tap);
+          }
+          adopted.push(name);
+        });
+      }
+      if (adopted.length) log?.info({ vms: adopted }, 'running VMs adopted; their DHCP servers answer again');
+      return adopted;
+    },
 
     stop: (name, opts = {}) =>
       locked(name, async () => {

@@ -55,7 +55,7 @@ async function setup(opts: { guestHonoursAcpi?: boolean } = {}) {
   const dhcp = createDhcpService({ openPacketSocket: () => Promise.reject(new Error('no sockets in unit tests')) as never, leases, link: () => undefined });
   const macs = createMacAllocator({ macs: scoped.sublevel<MacRecord>('macs'), nodeId: 7 });
   const root = join(dir, 'root');
-  const vms = createVmService({
+  const deps: Parameters<typeof createVmService>[0] = {
     store: scoped,
     libvirt,
     plumber,
@@ -65,15 +65,16 @@ async function setup(opts: { guestHonoursAcpi?: boolean } = {}) {
     macs,
     guard: createPathGuard({ roots: [root] }),
     images: {
-      inspect: async (path) => ({ path, format: 'raw', virtualSize: 1 << 20, actualSize: undefined, backingChain: [] }) satisfies ImageFacts,
-      createEmptyVolume: async (path) => ({ path, format: 'qcow2', virtualSize: 1 << 20, actualSize: undefined, backingChain: [] }),
+      inspect: async (path: string) => ({ path, format: 'raw', virtualSize: 1 << 20, actualSize: undefined, backingChain: [] }) satisfies ImageFacts,
+      createEmptyVolume: async (path: string) => ({ path, format: 'qcow2', virtualSize: 1 << 20, actualSize: undefined, backingChain: [] }),
     },
     host: async () => ({ virtType: 'qemu', emulator: '/usr/bin/qemu-system-x86_64', capacity: { cpus: 2, memoryMiB: 4096 } }),
     runDir: join(dir, 'run'),
     vmDir: join(root, `vms-${sub}`),
     pollMs: 5,
-  });
-  return { links, nft, libvirt, plumber, networks, dhcp, leases, macs, vms, scoped };
+  };
+  const vms = createVmService(deps);
+  return { links, nft, libvirt, plumber, networks, dhcp, leases, macs, vms, scoped, deps };
 }
 
 const spec = (over: Partial<VmSpec> = {}): VmSpec => ({
@@ -242,6 +243,20 @@ describe('lifecycle', () => {
     expect(await leases.list({ interface: nic.tap! })).toEqual([]);
     expect(dhcp.status()).toEqual([]);
     expect(await code(vms.delete('web'))).toBe('VM_NOT_FOUND');
+  });
+
+  it('after a daemon restart, adoptRunning re-attaches the DHCP servers of running VMs and leaves stopped ones alone', async () => {
+    const t = await setup();
+    await t.vms.put('web', spec());
+    await t.vms.put('db', spec({ name: 'db' }));
+    const nic = (await t.vms.start('web')).status.nics[0]!;
+    // A new daemon: same store, libvirt and kernel, but an empty DHCP service.
+    const dhcp = createDhcpService({ openPacketSocket: () => Promise.reject(new Error('no sockets')) as never, link: () => undefined });
+    const vms2 = createVmService({ ...t.deps, dhcp });
+    expect(await vms2.adoptRunning()).toEqual(['web']);
+    expect(dhcp.status()).toEqual([expect.objectContaining({ ifname: nic.tap, mac: nic.mac, ip: nic.ip })]);
+    expect((await vms2.get('web')).status.phase).toBe('Running');
+    expect((await t.libvirt.getDomainState('nodevirt-web')).state).toBe('running');
   });
 
   it('list shows every VM with its status', async () => {
