@@ -2,6 +2,9 @@
 // Composition root: config -> adapters -> services -> API -> READY. Also dispatches the small admin CLI,
 // which talks to a running daemon over its socket and never opens the store itself.
 import { readFileSync } from 'node:fs';
+import { chmod, mkdir } from 'node:fs/promises';
+import { cpus, totalmem } from 'node:os';
+import { join } from 'node:path';
 import http from 'node:http';
 import { createApp } from './api/app.js';
 import { loadApiSpec } from './api/openapi.js';
@@ -19,7 +22,12 @@ import { createLeaseRepo, type StoredLease } from './net/dhcp/lease-repo.js';
 import { createDhcpServerRegistry } from './net/dhcp/registry.js';
 import { createRelayTransport } from './net/dhcp/relay-transport.js';
 import { openPacketSocket } from './host/native.js';
-import { createNodeService } from './node/node-service.js';
+import { createNodeService, emulatorFromCapabilities } from './node/node-service.js';
+import { createMacAllocator, type MacRecord } from './net/macs.js';
+import { createImageStore } from './storage/images.js';
+import { createPathGuard } from './storage/paths.js';
+import { createQemuImg } from './storage/qemu-img.js';
+import { createVmService } from './vm/vm-service.js';
 import { createLinks } from './host/links.js';
 import { createNftables } from './host/nftables.js';
 import { createNetHost } from './net/network-host.js';
@@ -143,9 +151,43 @@ async function serve(config: Config, configSource: string | null, logger: Logger
   const virt = await node.virtType();
   logger.info(virt, `virtualization: ${virt.virtType}`);
 
+  // VMs. QEMU runs as libvirt-qemu and must traverse into the storage root (seeds, volumes): the state dir is
+  // 0711 (enter, not list) while the database under it stays 0700.
+  const storageRoot = join(config.stateDir, 'storage');
+  await mkdir(storageRoot, { recursive: true });
+  await chmod(config.stateDir, 0o711);
+  await chmod(join(config.stateDir, 'db'), 0o700);
+  await chmod(storageRoot, 0o711);
+  const guard = createPathGuard({ roots: [storageRoot, '/var/cache/nodevirt'] });
+  const vms = createVmService({
+    store,
+    libvirt,
+    plumber,
+    networks,
+    dhcp,
+    leases,
+    macs: createMacAllocator({ macs: store.sublevel<MacRecord>('macs'), nodeId: 0 }),
+    guard,
+    images: createImageStore({ qemuImg: createQemuImg(), guard }),
+    host: async () => ({
+      virtType: virt.virtType,
+      emulator: emulatorFromCapabilities(await libvirt.getCapabilities()) ?? '/usr/bin/qemu-system-x86_64',
+      capacity: { cpus: cpus().length, memoryMiB: Math.floor(totalmem() / 2 ** 20) },
+    }),
+    runDir: '/run/nodevirt',
+    vmDir: join(storageRoot, 'vms'),
+    logger,
+  });
+  // Running guests are adopted, never restarted; their NICs get their DHCP servers back so renewals are answered.
+  const adopted = await vms.adoptRunning().catch((e: unknown) => {
+    logger.warn({ err: errorMessage(e) }, 'could not adopt running VMs (libvirt unreachable?)');
+    return [];
+  });
+  if (adopted.length) logger.info({ vms: adopted }, 'adopted running VMs');
+
   // transport
   const spec = await loadApiSpec();
-  const app = createApp({ logger, spec, node, tokens, leases, networks, version: VERSION });
+  const app = createApp({ logger, spec, node, tokens, leases, networks, vms, version: VERSION });
   const servers = await startServers({
     app,
     logger,
