@@ -49,7 +49,9 @@ export type AddrRouteOp =
   | { op: 'addr-flush'; dev: string }
   | { op: 'route-flush'; dev: string }
   | { op: 'route-replace'; route: CheckpointRoute }
-  | { op: 'route-del'; route: CheckpointRoute };
+  | { op: 'route-del'; route: CheckpointRoute }
+  /** Spanning tree on a bridge: part of a change because a new STP port forwards only after its delays. */
+  | { op: 'bridge-stp'; name: string; on: boolean };
 
 /** One step of a host change plan, rendered to one `ip -4 -batch` line. */
 export type HostOp = LinkOp | AddrRouteOp;
@@ -110,6 +112,8 @@ export function renderHostOp(o: HostOp): string {
       return `route replace ${routeArgs(o.route).join(' ')}`;
     case 'route-del':
       return `route del ${routeArgs(o.route).join(' ')}`;
+    case 'bridge-stp':
+      return `link set dev ${dev(o.name)} type bridge stp_state ${o.on ? 1 : 0}`;
     default:
       return renderLinkOp(o);
   }

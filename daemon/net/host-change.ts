@@ -5,7 +5,7 @@ import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { AppError, errorMessage } from '../lib/errors.js';
 import { runCommand } from '../host/run-command.js';
@@ -93,11 +93,21 @@ const DEFAULT_TIMEOUT_MS = 60_000;
 const IFNAME = /^[A-Za-z0-9_.:@+-]{1,15}$/;
 const NETNS = /^[A-Za-z0-9_.-]{1,64}$/;
 
-/** revert-agent.sh: beside this file in the source tree; from dist/daemon/net, back in the sources. */
-export function defaultAgentScript(): string {
-  const here = fileURLToPath(new URL('./revert-agent.sh', import.meta.url));
+/**
+ * revert-agent.sh: tsc does not copy it into dist/, so from dist/daemon/net it is found by walking up to
+ * the directory holding daemon/net/revert-agent.sh (the repository), as the spec loader finds api-spec/.
+ */
+export function defaultAgentScript(start: string = fileURLToPath(new URL('.', import.meta.url))): string {
+  const here = join(start, 'revert-agent.sh');
   if (existsSync(here)) return here;
-  return fileURLToPath(new URL('../../../daemon/net/revert-agent.sh', import.meta.url));
+  let dir = start;
+  for (;;) {
+    const candidate = join(dir, 'daemon', 'net', 'revert-agent.sh');
+    if (existsSync(candidate)) return candidate;
+    const parent = dirname(dir);
+    if (parent === dir) throw new Error(`daemon/net/revert-agent.sh not found above ${start}`);
+    dir = parent;
+  }
 }
 
 /** The ping command: iputils when installed, else busybox (Debian's minimal images ship neither by default). */

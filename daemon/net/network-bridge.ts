@@ -1,6 +1,7 @@
 // The bridge network: VM taps become ports of a host Linux bridge. Managed: we create it (our name unless
 // one is given), enslave the uplinks (or their VLAN sub-interfaces), set MTU and STP. Unmanaged: an
 // existing bridge is adopted as it is and never changed or deleted.
+import { bridgeOverUplinkPlan, type Checkpoint, type HostOp } from './checkpoint.js';
 import { describePool } from './ipam.js';
 import { bridgeName, kernelName } from './names.js';
 import { applyChanges } from './network-host.js';
@@ -98,6 +99,30 @@ function remove(input: Omit<PlanInput, 'desired'>): HostChange[] {
     if (input.host.links.has(v)) out.push({ kind: 'link', op: { op: 'delete', name: v }, undo: [] });
   }
   return out;
+}
+
+/**
+ * The uplinks a managed bridge would take as ports while they carry IPv4 addresses (the host's own, the
+ * classic vmbr0 move): enslaving them as they are would strand those addresses on a port and can cut the
+ * node off, so they go through a host change with rollback instead.
+ */
+export function addressedUplinks(name: string, spec: NormalSpec, host: HostState): string[] {
+  if (spec.type !== 'bridge' || !spec.bridge.managed) return [];
+  const bridge = networkBridge(name, spec);
+  // With a VLAN the port is the tagged sub-interface; the uplink keeps its addresses.
+  return ports(name, spec).filter((u) => (host.addresses.get(u) ?? []).length > 0 && host.links.get(u)?.master !== bridge);
+}
+
+/**
+ * Pure: the vmbr0 move for this network (checkpoint.ts's bridgeOverUplinkPlan) with the network's MTU on the
+ * bridge and the uplink and its STP setting, all inside the one change the probes judge.
+ */
+export function bridgeMovePlan(cp: Checkpoint, uplink: string, bridge: string, spec: NormalSpec): HostOp[] {
+  const ops = bridgeOverUplinkPlan(cp, uplink, bridge).map((o): HostOp => (o.op === 'create-bridge' ? { ...o, mtu: spec.mtu } : o));
+  const at = ops.findIndex((o) => o.op === 'set' && o.name === uplink);
+  ops.splice(at, 0, { op: 'set', name: uplink, mtu: spec.mtu });
+  ops.splice(1, 0, { op: 'bridge-stp', name: bridge, on: spec.bridge.stp });
+  return ops;
 }
 
 export const bridgeDriver: NetworkDriver = {

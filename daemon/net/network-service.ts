@@ -5,10 +5,13 @@ import { AppError, errorMessage, isAppError } from '../lib/errors.js';
 import type { Logger } from '../lib/logger.js';
 import type { KeySpace, Store } from '../store/store.js';
 import { createIpam, type Ipam, type IpamEntry } from './ipam.js';
-import { networkBridge, vlanLinkName } from './network-bridge.js';
+import { captureCheckpoint, renderHostOp } from './checkpoint.js';
+import type { HostChanges } from './host-change.js';
+import { addressedUplinks, bridgeMovePlan, networkBridge, vlanLinkName } from './network-bridge.js';
 import { driverFor, planNetwork } from './network-drivers.js';
 import { readHostState, type NetAdapters } from './network-host.js';
 import { floatingIpChecks } from './network-routed.js';
+import type { HostState } from './network-model.js';
 import { isIpv4, normaliseSpec, renderDiff, sameSpec, describeChange, type FloatingIp, type NetworkSpec, type NicAttachment, type NormalSpec, type StatusCheck } from './network-model.js';
 
 export interface NetworkRecord {
@@ -19,13 +22,27 @@ export interface NetworkRecord {
   updatedAt: string;
   /** The nft scripts we last applied, keyed "family table": what "unchanged" is compared against. */
   nft: Record<string, string>;
+  /**
+   * The host change (with rollback) that moved the host's address onto this network's bridge, and the
+   * spec before it: if the change ends reverted, reconcile() puts that spec back (or drops a new network).
+   */
+  hostChange?: { id: string; before: NormalSpec | undefined };
+}
+
+/** A host change as a network's status shows it. */
+export interface HostChangeView {
+  id: string;
+  state: 'pending' | 'confirmed' | 'reverted' | 'failed';
+  /** When an unconfirmed change is reverted (ISO time). */
+  deadline: string;
+  reason?: string;
 }
 
 export interface NetworkView {
   name: string;
   generation: number;
   spec: NormalSpec;
-  status: { ready: boolean; bridge: string | undefined; checks: StatusCheck[] };
+  status: { ready: boolean; bridge: string | undefined; checks: StatusCheck[]; hostChange?: HostChangeView };
   createdAt: string;
   updatedAt: string;
 }
@@ -55,10 +72,28 @@ export interface NetworkServiceDeps {
   nicsUsing?: (network: string) => Promise<string[]>;
   logger?: Logger;
   now?: () => Date;
+  /**
+   * Host changes with rollback (host-change.ts): a managed bridge that takes an uplink carrying the host's
+   * addresses is applied through it. Without it such a PUT is refused rather than risk cutting the node off.
+   */
+  hostChanges?: HostChanges;
+  /** The namespace the host changes work in (tests; the adapters carry their own). */
+  hostChangeNetns?: string;
+}
+
+export interface PutOptions {
+  ifMatch?: string;
+  dryRun?: boolean;
+  /** A host change with rollback confirms itself when its probes pass (default true); false waits for confirm(). */
+  autoConfirm?: boolean;
+  /** Its deadline (default 60000 ms, 1000..3600000): unconfirmed by then, it is reverted. */
+  rollbackTimeoutMs?: number;
 }
 
 export interface NetworkService {
-  put(name: string, spec: NetworkSpec, opts?: { ifMatch?: string; dryRun?: boolean }): Promise<PutResult>;
+  put(name: string, spec: NetworkSpec, opts?: PutOptions): Promise<PutResult>;
+  /** Confirms the network's pending host change; HOST_CHANGE_NOT_FOUND without one, HOST_CHANGE_CONFLICT once reverted. */
+  confirm(name: string): Promise<NetworkView>;
   get(name: string): Promise<NetworkView>;
   list(): Promise<NetworkView[]>;
   delete(name: string, opts?: { ifMatch?: string }): Promise<void>;
@@ -140,11 +175,15 @@ export function createNetworkService(deps: NetworkServiceDeps): NetworkService {
     const d = driverFor(rec.spec.type);
     const h = await host(rec.name, rec.spec, rec);
     const checks = d.status(rec.name, rec.spec, h, await nicAddresses(rec.name, rec.spec));
+    const hc = rec.hostChange === undefined ? undefined : await deps.hostChanges?.get(rec.hostChange.id);
+    const hostChange: HostChangeView | undefined =
+      hc === undefined ? undefined : { id: hc.id, state: hc.state, deadline: new Date(hc.deadline).toISOString(), ...(hc.reason === undefined ? {} : { reason: hc.reason }) };
+    if (hostChange !== undefined && hostChange.state !== 'confirmed') checks.push({ name: 'host-change', ok: false, message: `host change ${hostChange.id} is ${hostChange.state}` });
     return {
       name: rec.name,
       generation: rec.generation,
       spec: rec.spec,
-      status: { ready: checks.every((c) => c.ok), bridge: d.nicAttachment(rec.name, rec.spec).bridge, checks },
+      status: { ready: checks.every((c) => c.ok), bridge: d.nicAttachment(rec.name, rec.spec).bridge, checks, ...(hostChange === undefined ? {} : { hostChange }) },
       createdAt: rec.createdAt,
       updatedAt: rec.updatedAt,
     };
@@ -177,6 +216,43 @@ export function createNetworkService(deps: NetworkServiceDeps): NetworkService {
       log?.info({ network: name, changes: changes.length }, 'network applied');
     }
     return { changes, diff, nft };
+  };
+
+  /**
+   * The vmbr0 move through a host change with rollback: checkpoint, apply (bridge + the uplink's addresses
+   * and routes), probe the default gateway, then auto-confirm or wait. A reverted change fails the PUT and
+   * stores nothing; otherwise the record names the change, and the usual plan finishes the rest.
+   */
+  const moveWithRollback = async (name: string, desired: NormalSpec, prev: NetworkRecord | undefined, uplinks: string[], h: HostState, opts: PutOptions) => {
+    const bridge = networkBridge(name, desired);
+    if (uplinks.length > 1) throw new AppError('NETWORK_INVALID', `network ${name}: uplinks ${uplinks.join(', ')} all carry addresses; move one host address at a time`);
+    const uplink = uplinks[0]!;
+    if (h.links.has(bridge)) throw new AppError('NETWORK_CONFLICT', `network ${name}: uplink ${uplink} carries ${h.addresses.get(uplink)!.join(', ')}; the address moves only while the bridge ${bridge} is created (move it by hand or delete the network first)`);
+    const hc = deps.hostChanges;
+    if (hc === undefined) throw new AppError('NETWORK_CONFLICT', `network ${name}: uplink ${uplink} carries the host's addresses and host changes with rollback are not available here`);
+    const timeoutMs = opts.rollbackTimeoutMs ?? 60_000;
+    const autoConfirm = opts.autoConfirm ?? true;
+    const header = `! host change with rollback: ${h.addresses.get(uplink)!.join(', ')} and routes move from ${uplink} to ${bridge}; probe the default gateway; ${autoConfirm ? 'auto-confirm' : 'confirm'} within ${timeoutMs / 1000} s or it is reverted`;
+    if (opts.dryRun) {
+      const cp = await captureCheckpoint([uplink, bridge], deps.hostChangeNetns === undefined ? {} : { netns: deps.hostChangeNetns });
+      const lines = [header, ...bridgeMovePlan(cp, uplink, bridge, desired).map((o) => `~ ip ${renderHostOp(o)}`)];
+      return { lines, rec: undefined };
+    }
+    const c = await hc.applyWithRollback({
+      ...(deps.hostChangeNetns === undefined ? {} : { netns: deps.hostChangeNetns }),
+      links: [uplink, bridge],
+      apply: (cp) => bridgeMovePlan(cp, uplink, bridge, desired),
+      probes: { gateway: true },
+      timeoutMs,
+      autoConfirm,
+    });
+    log?.info({ network: name, hostChange: c.id, state: c.state }, 'network host change');
+    if (c.state === 'reverted' || c.state === 'failed') {
+      throw new AppError('HOST_CHANGE_CONFLICT', `network ${name}: the host change ${c.id} was ${c.state} (${c.reason ?? 'unknown'}${c.error ? `: ${c.error}` : ''}); nothing was stored`, {
+        extra: { hostChange: { id: c.id, state: c.state, reason: c.reason, probes: c.probes } },
+      });
+    }
+    return { lines: [header, ...c.applyPlan.map((l) => `~ ip ${l}`)], rec: { id: c.id, before: prev?.spec } };
   };
 
   const routedRecord = async (name: string) => {
@@ -245,6 +321,24 @@ export function createNetworkService(deps: NetworkServiceDeps): NetworkService {
         }
         const specChanged = !sameSpec(prev?.spec, desired);
         const dryRun = opts.dryRun ?? false;
+        const moving = addressedUplinks(name, desired, await host(name, desired, prev));
+        if (moving.length > 0) {
+          const moved = await moveWithRollback(name, desired, prev, moving, await host(name, desired, prev), opts);
+          if (moved.rec === undefined) {
+            const network = { ...(prev ? await view(prev) : { name, generation: 0, spec: desired, status: { ready: false, bridge: networkBridge(name, desired), checks: [] }, createdAt: now().toISOString(), updatedAt: now().toISOString() }), generation: prev?.generation ?? 0, spec: desired };
+            return { network, created: prev === undefined, changed: true, dryRun: true, changes: moved.lines, diff: moved.lines.join('\n') + '\n' };
+          }
+          // The move is applied (confirmed or pending): store it first, so a crash from here keeps the link to the change.
+          const at = now().toISOString();
+          let rec: NetworkRecord = { name, spec: desired, generation: (prev?.generation ?? 0) + 1, createdAt: prev?.createdAt ?? at, updatedAt: at, nft: prev?.nft ?? {}, hostChange: moved.rec };
+          await records.put(name, rec);
+          const rest = await converge(name, desired, rec, false);
+          rec = { ...rec, nft: rest.nft };
+          await records.put(name, rec);
+          if (rest.changes.length > 0) await intents.del(name);
+          const changes = [...moved.lines, ...rest.changes.flatMap(describeChange)];
+          return { network: await view(rec), created: prev === undefined, changed: true, dryRun: false, changes, diff: changes.join('\n') + '\n' };
+        }
         const { changes, diff, nft } = await converge(name, desired, prev, dryRun);
         const at = now().toISOString();
         const rec: NetworkRecord = prev && !specChanged
@@ -259,6 +353,13 @@ export function createNetworkService(deps: NetworkServiceDeps): NetworkService {
 
     async get(name) {
       return view(await must(name));
+    },
+
+    async confirm(name) {
+      const rec = await must(name);
+      if (rec.hostChange === undefined || deps.hostChanges === undefined) throw new AppError('HOST_CHANGE_NOT_FOUND', `network ${name} has no host change to confirm`);
+      await deps.hostChanges.confirm(rec.hostChange.id);
+      return view(rec);
     },
 
     async list() {
@@ -308,9 +409,30 @@ export function createNetworkService(deps: NetworkServiceDeps): NetworkService {
         const pending = new Map(await intents.list());
         const names = new Set([...(await records.list()).map(([n]) => n), ...pending.keys()]);
         for (const name of [...names].sort()) {
-          const prev = await records.get(name);
+          let prev = await records.get(name);
           const intent = pending.get(name);
+          const hc = prev?.hostChange === undefined ? undefined : await deps.hostChanges?.get(prev.hostChange.id);
+          if (prev?.hostChange !== undefined && (hc?.state === 'reverted' || hc?.state === 'failed')) {
+            // The host went back to before the change: so does the network (a network it created is dropped).
+            const before = prev.hostChange.before;
+            log?.warn({ network: name, hostChange: hc.id, state: hc.state }, 'network host change was reverted; restoring the spec before it');
+            if (before === undefined) {
+              await records.del(name);
+              await intents.del(name);
+              out.push({ name, changes: [], interrupted: false, error: `host change ${hc.id} was ${hc.state}: the network is dropped` });
+              continue;
+            }
+            const at = now().toISOString();
+            const { hostChange: _dropped, ...rest } = prev;
+            prev = { ...rest, spec: before, generation: prev.generation + 1, updatedAt: at };
+            await records.put(name, prev);
+          }
           const desired = intent?.spec ?? prev!.spec;
+          if (prev !== undefined && intent === undefined && addressedUplinks(name, desired, await host(name, desired, prev)).length > 0) {
+            // Never re-run an address move unattended at start-up: report it, the operator PUTs again.
+            out.push({ name, changes: [], interrupted: false, error: `uplink carries the host's addresses; not moved at start-up (PUT the network again)` });
+            continue;
+          }
           try {
             const { changes, nft } = await converge(name, desired, prev, false);
             const at = now().toISOString();

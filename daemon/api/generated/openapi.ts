@@ -166,6 +166,29 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/networks/{name}/confirm": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The network's name. */
+                name: components["parameters"]["NetworkName"];
+            };
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Confirm the network's pending host change
+         * @description Keeps a host change that was applied with `autoConfirm=false` (its revert agent stands down). Confirming twice is fine.
+         */
+        post: operations["networkConfirm"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/networks/{name}/floating-ips": {
         parameters: {
             query?: never;
@@ -647,11 +670,28 @@ export interface components {
                 /** @description The bridge VM taps join. */
                 bridge?: components["schemas"]["InterfaceName"];
                 checks: components["schemas"]["NetworkCheck"][];
+                hostChange?: components["schemas"]["NetworkHostChange"];
             };
             /** Format: date-time */
             createdAt: string;
             /** Format: date-time */
             updatedAt: string;
+        };
+        /** @description The host change with rollback that moved the host's address onto this network's bridge. */
+        NetworkHostChange: {
+            id: string;
+            /**
+             * @description pending waits for POST .../confirm; reverted means the host is back as before the change.
+             * @enum {string}
+             */
+            state: "pending" | "confirmed" | "reverted" | "failed";
+            /**
+             * Format: date-time
+             * @description When an unconfirmed change is reverted.
+             */
+            deadline: string;
+            /** @description Why it was reverted (apply-failed, probe-failed, timeout, agent, daemon-restart). */
+            reason?: string;
         };
         NetworkList: {
             items: components["schemas"]["Network"][];
@@ -1297,6 +1337,15 @@ export interface operations {
             query?: {
                 /** @description Plan only; apply and store nothing. */
                 dryRun?: boolean;
+                /**
+                 * @description Only for a managed bridge whose uplink carries the host's addresses (the vmbr0 move), which runs as
+                 *     a host change with rollback: confirm it as soon as its probe (a ping of the default gateway) passes
+                 *     (default true). With false it stays `pending` in `status.hostChange` until
+                 *     `POST /v1/networks/{name}/confirm`, and is reverted at the deadline.
+                 */
+                autoConfirm?: boolean;
+                /** @description That host change's deadline; unconfirmed by then, the host is put back as it was (an agent outside the daemon does it, so it happens even if the daemon dies). */
+                rollbackTimeoutMs?: number;
             };
             header?: {
                 /** @description Apply only if the network is at this ETag (or exists, for `*`). */
@@ -1417,6 +1466,53 @@ export interface operations {
             };
             /** @description If-Match did not match (code PRECONDITION_FAILED). */
             412: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            "4XX": components["responses"]["ClientError"];
+            "5XX": components["responses"]["ServerError"];
+        };
+    };
+    networkConfirm: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The network's name. */
+                name: components["parameters"]["NetworkName"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The network, with `status.hostChange.state` confirmed. */
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    ETag: components["headers"]["ETag"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Network"];
+                };
+            };
+            /** @description NETWORK_NOT_FOUND, or HOST_CHANGE_NOT_FOUND when the network has no host change. */
+            404: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description HOST_CHANGE_CONFLICT, the change was already reverted (or failed). */
+            409: {
                 headers: {
                     "X-Request-Id": components["headers"]["X-Request-Id"];
                     [name: string]: unknown;

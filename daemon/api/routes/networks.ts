@@ -7,7 +7,7 @@ import type { NetworkSpec } from '../../net/network-model.js';
 import type { Handlers, Schemas } from '../types.js';
 
 /** What the routes need from net/network-service.ts. */
-export type NetworkApi = Pick<NetworkService, 'put' | 'get' | 'list' | 'delete' | 'floatingIps' | 'floatingIp' | 'floatingIpPut' | 'floatingIpDelete'>;
+export type NetworkApi = Pick<NetworkService, 'put' | 'get' | 'list' | 'delete' | 'confirm' | 'floatingIps' | 'floatingIp' | 'floatingIpPut' | 'floatingIpDelete'>;
 
 // The service's views may hold undefined fields (defaults not set); the wire drops them.
 const wire = <T>(v: unknown): T => JSON.parse(JSON.stringify(v)) as T;
@@ -24,7 +24,7 @@ const toResult = (r: PutResult): Schemas['NetworkApplyResult'] => ({
 
 export function networkRoutes(deps: { networks: NetworkApi | undefined }): Pick<
   Handlers,
-  'networksList' | 'networkGet' | 'networkPut' | 'networkDelete' | 'floatingIpsList' | 'floatingIpGet' | 'floatingIpPut' | 'floatingIpDelete'
+  'networksList' | 'networkGet' | 'networkPut' | 'networkDelete' | 'networkConfirm' | 'floatingIpsList' | 'floatingIpGet' | 'floatingIpPut' | 'floatingIpDelete'
 > {
   const svc = (): NetworkApi => {
     // Fails loudly until main.ts wires the service, rather than answering as if no network existed.
@@ -44,7 +44,12 @@ export function networkRoutes(deps: { networks: NetworkApi | undefined }): Pick<
 
     async networkPut({ path, query, body }, ctx) {
       const dryRun = query.dryRun === true;
-      const r = await svc().put(path.name, body as NetworkSpec, { dryRun, ...ifMatch(ctx.get('if-match')) });
+      const r = await svc().put(path.name, body as NetworkSpec, {
+        dryRun,
+        ...ifMatch(ctx.get('if-match')),
+        ...(query.autoConfirm === undefined ? {} : { autoConfirm: query.autoConfirm }),
+        ...(query.rollbackTimeoutMs === undefined ? {} : { rollbackTimeoutMs: query.rollbackTimeoutMs }),
+      });
       const headers: Record<string, string> = dryRun ? {} : { ETag: etagOf(r.network.generation) };
       if (r.created && !dryRun) {
         return { status: 201, body: toResult(r), headers: { ...headers, Location: `/v1/networks/${encodeURIComponent(path.name)}` } };
@@ -55,6 +60,11 @@ export function networkRoutes(deps: { networks: NetworkApi | undefined }): Pick<
     async networkDelete({ path }, ctx) {
       await svc().delete(path.name, ifMatch(ctx.get('if-match')));
       return { status: 204, body: undefined };
+    },
+
+    async networkConfirm({ path }) {
+      const n = await svc().confirm(path.name);
+      return { status: 200, body: toNetwork(n), headers: { ETag: etagOf(n.generation) } };
     },
 
     async floatingIpsList({ path }) {

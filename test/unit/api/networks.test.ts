@@ -148,6 +148,15 @@ describe('/v1/networks', () => {
     expect((await send({ port }, { method: 'DELETE', path: '/v1/networks/rt/floating-ips/198.51.100.50' })).status).toBe(404);
   });
 
+  it('confirm: 404 HOST_CHANGE_NOT_FOUND without a host change, 404 for no network; a bad rollbackTimeoutMs is 400', async () => {
+    await serve(service());
+    await put('lan', { type: 'bridge' });
+    expect((await send({ port }, { method: 'POST', path: '/v1/networks/lan/confirm' })).json).toMatchObject({ status: 404, code: 'HOST_CHANGE_NOT_FOUND' });
+    expect((await send({ port }, { method: 'POST', path: '/v1/networks/none/confirm' })).json).toMatchObject({ status: 404, code: 'NETWORK_NOT_FOUND' });
+    expect((await put('lan', { type: 'bridge' }, {}, '?rollbackTimeoutMs=5')).json).toMatchObject({ status: 400, code: 'VALIDATION_FAILED' });
+    expect((await put('lan', { type: 'bridge' }, {}, '?autoConfirm=false&rollbackTimeoutMs=5000')).status).toBe(200);
+  });
+
   it('answers 500 INTERNAL until the service is wired, never an empty list', async () => {
     await serve(undefined);
     expect((await send({ port }, { path: '/v1/networks' })).json).toMatchObject({ status: 500, code: 'INTERNAL' });

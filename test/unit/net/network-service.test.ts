@@ -357,6 +357,20 @@ describe('routed floating IPs', () => {
   });
 });
 
+describe('bridge over the uplink that carries the host address', () => {
+  it('is refused without host changes with rollback, and while the bridge already exists; status shows no host change', async () => {
+    const { svc, host } = setup();
+    await host.addAddress('eth1', '192.0.2.10/24');
+    expect(await code(svc.put('vm', { type: 'bridge', bridge: { uplinks: ['eth1'] } }))).toBe('NETWORK_CONFLICT');
+    expect(await code(svc.put('vm', { type: 'bridge', bridge: { uplinks: ['eth1', 'eth2'] } }))).toBe('NETWORK_CONFLICT');
+    await host.addAddress('eth2', '198.51.100.10/24');
+    expect(await code(svc.put('vm', { type: 'bridge', bridge: { uplinks: ['eth1', 'eth2'] } }))).toBe('NETWORK_INVALID');
+    // Adopted bridges and VLAN ports never move an address.
+    expect((await svc.put('a', { type: 'bridge', bridge: { name: 'vmbr0', managed: false } })).network.status.hostChange).toBeUndefined();
+    expect(await code(svc.confirm('a'))).toBe('HOST_CHANGE_NOT_FOUND');
+  });
+});
+
 describe('GET and DELETE', () => {
   it('lists networks sorted, DELETE is refused while NICs use it and then removes everything ours', async () => {
     const nics = new Map([['b', ['vm1/net0']]]);
