@@ -10,6 +10,7 @@ import type { Links } from '../../../daemon/host/links.js';
 import type { Nftables } from '../../../daemon/host/nftables.js';
 import { AppError, isAppError } from '../../../daemon/lib/errors.js';
 import { bridgeName, tapName } from '../../../daemon/net/names.js';
+import type { HostChange, HostChanges } from '../../../daemon/net/host-change.js';
 import { createFakeNetHost, type FakeNetHost } from '../../../daemon/net/network-host.js';
 import { createNetworkService } from '../../../daemon/net/network-service.js';
 import { createStore, type Store } from '../../../daemon/store/store.js';
@@ -66,7 +67,42 @@ function tableNft() {
   return nft;
 }
 
-function setup(opts: { nics?: Map<string, string[]> } = {}) {
+/** Keeps host changes by id; applyWithRollback records the request and answers `next` (the fake host is left alone). */
+function fakeHostChanges(next: { state: HostChange['state'] }) {
+  const all = new Map<string, HostChange>();
+  let n = 0;
+  const hc: HostChanges & { all: typeof all } = {
+    all,
+    async applyWithRollback(req) {
+      const id = `hc${n++}`;
+      const c = { id, state: next.state, links: req.links, createdAt: '', deadline: Date.now() + (req.timeoutMs ?? 60_000), autoConfirm: req.autoConfirm ?? true, probes: [], applyPlan: ['link add name x type bridge'], restorePlan: [], checkpoint: { links: [], absent: [], routes: [] } } as HostChange;
+      all.set(id, c);
+      return c;
+    },
+    async confirm(id) {
+      const c = all.get(id)!;
+      if (c.state !== 'pending' && c.state !== 'confirmed') throw new AppError('HOST_CHANGE_CONFLICT', 'reverted');
+      c.state = 'confirmed';
+      return c;
+    },
+    async revert(id) {
+      return all.get(id)!;
+    },
+    async get(id) {
+      return all.get(id);
+    },
+    async list() {
+      return [...all.values()];
+    },
+    async reconcile() {
+      return [];
+    },
+    stop() {},
+  };
+  return hc;
+}
+
+function setup(opts: { nics?: Map<string, string[]>; hostChanges?: HostChanges } = {}) {
   const links: FakeLinks = createFakeLinks();
   links.seed({ name: 'eth1', kind: undefined, up: true });
   links.seed({ name: 'eth2', kind: undefined, up: true });
@@ -80,6 +116,7 @@ function setup(opts: { nics?: Map<string, string[]> } = {}) {
     adapters: { links, nft, host },
     nicsUsing: async (n) => nics.get(n) ?? [],
     now: () => new Date('2024-05-01T10:00:00Z'),
+    ...(opts.hostChanges ? { hostChanges: opts.hostChanges } : {}),
   });
   return { links, host, nft, svc, nics };
 }
@@ -368,6 +405,35 @@ describe('bridge over the uplink that carries the host address', () => {
     // Adopted bridges and VLAN ports never move an address.
     expect((await svc.put('a', { type: 'bridge', bridge: { name: 'vmbr0', managed: false } })).network.status.hostChange).toBeUndefined();
     expect(await code(svc.confirm('a'))).toBe('HOST_CHANGE_NOT_FOUND');
+  });
+});
+
+describe('host changes behind a bridge network', () => {
+  it('a pending change shows in status until confirmed; one reverted later drops the network it created at reconcile', async () => {
+    const next = { state: 'pending' as HostChange['state'] };
+    const hc = fakeHostChanges(next);
+    const { svc, host } = setup({ hostChanges: hc });
+    await host.addAddress('eth1', '192.0.2.10/24');
+    const r = await svc.put('vm', { type: 'bridge', bridge: { uplinks: ['eth1'] } }, { autoConfirm: false, rollbackTimeoutMs: 5000 });
+    expect(r.network.status.hostChange).toMatchObject({ id: 'hc0', state: 'pending' });
+    expect(r.network.status.checks).toContainEqual({ name: 'host-change', ok: false, message: 'host change hc0 is pending' });
+    expect((await svc.confirm('vm')).status).toMatchObject({ ready: true, hostChange: { state: 'confirmed' } });
+    // A second network whose change the agent reverts after the daemon stored it.
+    await host.addAddress('eth2', '198.51.100.10/24');
+    await svc.put('vm2', { type: 'bridge', bridge: { uplinks: ['eth2'] } }, { autoConfirm: false });
+    hc.all.get('hc1')!.state = 'reverted';
+    expect(await code(svc.confirm('vm2'))).toBe('HOST_CHANGE_CONFLICT');
+    const res = await svc.reconcile();
+    expect(res.find((x) => x.name === 'vm2')?.error).toMatch(/host change hc1 was reverted: the network is dropped/);
+    expect((await svc.list()).map((n) => n.name)).toEqual(['vm']);
+  });
+
+  it('a change reverted at once fails the PUT with HOST_CHANGE_CONFLICT and stores nothing', async () => {
+    const hc = fakeHostChanges({ state: 'reverted' });
+    const { svc, host } = setup({ hostChanges: hc });
+    await host.addAddress('eth1', '192.0.2.10/24');
+    expect(await code(svc.put('vm', { type: 'bridge', bridge: { uplinks: ['eth1'] } }))).toBe('HOST_CHANGE_CONFLICT');
+    expect(await svc.list()).toEqual([]);
   });
 });
 
