@@ -71,6 +71,9 @@ if (why !== undefined) {
       made.push(ns);
       ipn(ns, 'link', 'set', 'lo', 'up');
     }
+    // A new namespace copies ip_forward from the root one (devconf_inherit_init_net=0), where libvirt or
+    // another tool may have turned it on: start from off, so turning it on is this network's doing.
+    inNs(HOST, 'sysctl', '-qw', 'net.ipv4.ip_forward=0');
     // "The LAN" knows nothing of 10.0.2.0/24: only masqueraded traffic can get an answer.
     ipn(HOST, 'link', 'add', 'up0', 'type', 'veth', 'peer', 'name', 'lan0', 'netns', LAN);
     ipn(HOST, 'addr', 'add', '203.0.113.1/24', 'dev', 'up0');
