@@ -31,6 +31,7 @@ import { createVmService } from './vm/vm-service.js';
 import { createLinks } from './host/links.js';
 import { createNftables } from './host/nftables.js';
 import { createNetHost } from './net/network-host.js';
+import { createHostChanges } from './net/host-change.js';
 import { createNetworkService } from './net/network-service.js';
 import { createNicPlumber, type NicRecord } from './net/nic.js';
 import { createStore } from './store/store.js';
@@ -121,7 +122,13 @@ async function serve(config: Config, configSource: string | null, logger: Logger
   const links = createLinks();
   const nft = createNftables();
   const plumber = createNicPlumber({ links, nft, records: store.sublevel<NicRecord>('nics'), logger: logger.child({ component: 'nic' }) });
+  // Host changes that may cut the node off (a bridge over the uplink that carries its address) run with a
+  // checkpoint and a revert agent outside this process; finish what a previous run left pending first.
+  const hostChanges = createHostChanges({ store, stateDir: config.stateDir, log: logger.child({ component: 'host-change' }) });
+  closers.push({ name: 'host-changes', close: async () => hostChanges.stop() });
+  for (const c of await hostChanges.reconcile()) logger.warn(c, `host change ${c.id} reconciled: ${c.state}`);
   const networks = createNetworkService({
+    hostChanges,
     store,
     adapters: { links, nft, host: createNetHost() },
     logger: logger.child({ component: 'network' }),
