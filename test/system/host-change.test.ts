@@ -5,11 +5,11 @@
 import { execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { dirname, join, relative } from 'node:path';
-import ts from 'typescript';
+import { join } from 'node:path';
 import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { transpileForChild } from './helpers/transpile.js';
 import { bridgeOverUplinkPlan, type HostOp } from '../../daemon/net/checkpoint.js';
 import { createHostChanges, type HostChanges } from '../../daemon/net/host-change.js';
 import { createStore, type Store } from '../../daemon/store/store.js';
@@ -72,22 +72,9 @@ const brokenPlan = (): HostOp[] => [
   { op: 'route-replace', route: { dst: 'default', gateway: '10.77.0.1', dev: BR } },
 ];
 
-/** Transpiles host-change.ts and its relative imports next to node_modules, so a plain node child can load them. */
+/** host-change.ts and its relative imports, loadable by a plain node child (shared transpile helper). */
 async function compileForChild(): Promise<string> {
-  const todo = [join(process.cwd(), 'daemon/net/host-change.ts')];
-  const seen = new Set<string>();
-  while (todo.length > 0) {
-    const file = todo.pop()!;
-    if (seen.has(file)) continue;
-    seen.add(file);
-    const src = await readFile(file, 'utf8');
-    for (const m of src.matchAll(/from '(\.{1,2}\/[^']+)\.js'/g)) todo.push(join(dirname(file), `${m[1]}.ts`));
-    const out = ts.transpileModule(src, { compilerOptions: { module: ts.ModuleKind.ES2022, target: ts.ScriptTarget.ES2022 }, fileName: file });
-    const dest = join(cacheDir, relative(process.cwd(), file)).replace(/\.ts$/, '.js');
-    await mkdir(dirname(dest), { recursive: true });
-    await writeFile(dest, out.outputText);
-  }
-  await writeFile(join(cacheDir, 'package.json'), '{"type":"module"}');
+  await transpileForChild(['daemon/net/host-change.ts'], cacheDir);
   return join(cacheDir, 'daemon/net/host-change.js');
 }
 
