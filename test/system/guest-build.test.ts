@@ -96,7 +96,7 @@ async function freePort(): Promise<number> {
 }
 
 const qemu = '/usr/bin/qemu-system-x86_64';
-describe.skipIf(!existsSync(qemu))('test guest boot under qemu TCG', () => {
+describe.skipIf(!existsSync(qemu))(`test guest boot under qemu TCG${existsSync(qemu) ? '' : ` (skipped: ${qemu} is not installed; apt-get install qemu-system-x86)`}`, () => {
   if (!existsSync(qemu)) console.log(`skipped: ${qemu} missing (apt-get install qemu-system-x86)`);
 
   it('prints the contract lines: seed, DHCP ok and fail, ping, READY, echo, commands, HTTP', async () => {
