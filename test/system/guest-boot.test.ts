@@ -2,9 +2,10 @@
 // console on a unix socket, READY marker read over node:net, started/stopped events observed.
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
-import { createConnection, type Socket } from 'node:net';
+
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { readSerialUntil } from './helpers/serial.js';
 import { createLibvirtClient } from '../../daemon/libvirt/client.js';
 import { createLogger } from '../../daemon/lib/logger.js';
 import type { LibvirtClient } from '../../daemon/libvirt/types.js';
@@ -31,25 +32,6 @@ const missing =
 const logger = createLogger({ level: process.env.NODEVIRT_LOG_LEVEL ? undefined : 'warn' });
 
 /** Connects to the console socket and resolves with everything read once `marker` appears. */
-function readUntil(path: string, marker: string, timeoutMs: number): { done: Promise<string>; socket: Socket } {
-  const socket = createConnection(path);
-  let text = '';
-  const done = new Promise<string>((resolveText, reject) => {
-    const timer = setTimeout(() => reject(new Error(`no ${marker} on ${path} within ${timeoutMs} ms; console so far:\n${text}`)), timeoutMs);
-    socket.on('data', (chunk: Buffer) => {
-      text += chunk.toString('latin1');
-      if (text.includes(marker)) {
-        clearTimeout(timer);
-        resolveText(text.replace(/\r/g, ''));
-      }
-    });
-    socket.on('error', (e) => {
-      clearTimeout(timer);
-      reject(e);
-    });
-  });
-  return { done, socket };
-}
 
 describe.skipIf(missing !== undefined)(`guest boot through the libvirt client${missing ? ` (skipped: ${missing})` : ''}`, () => {
   let client: LibvirtClient;
@@ -93,7 +75,7 @@ describe.skipIf(missing !== undefined)(`guest boot through the libvirt client${m
 
     // mode='bind': libvirt/QEMU listen on the path; output before we connect would be lost, and the
     // kernel takes seconds to reach init, so connecting right after create is early enough.
-    const { done, socket } = readUntil(serial, 'NODEVIRT-GUEST-READY', READY_TIMEOUT_MS);
+    const { done, socket } = readSerialUntil(serial, /NODEVIRT-GUEST-READY/, READY_TIMEOUT_MS);
     let consoleText: string;
     try {
       consoleText = await done;

@@ -3,9 +3,10 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
 import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { createConnection, type Socket } from 'node:net';
+import { createConnection } from 'node:net';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { readSerialUntil } from './helpers/serial.js';
 import { createLibvirtClient } from '../../daemon/libvirt/client.js';
 import { createLogger } from '../../daemon/lib/logger.js';
 import { child, parseXml } from '../../daemon/libvirt/xml.js';
@@ -40,25 +41,6 @@ const hasXorriso = (() => {
 const missing =
   process.getuid?.() !== 0 ? 'needs root' : !existsSync(BUS) ? `no system bus at ${BUS}` : !hasXorriso ? 'xorriso is not installed' : undefined;
 
-function readUntil(path: string, marker: RegExp, timeoutMs: number): { done: Promise<string>; socket: Socket } {
-  const socket = createConnection(path);
-  let text = '';
-  const done = new Promise<string>((ok, fail) => {
-    const timer = setTimeout(() => fail(new Error(`no ${marker} on ${path} within ${timeoutMs} ms; console so far:\n${text}`)), timeoutMs);
-    socket.on('data', (c: Buffer) => {
-      text += c.toString('latin1');
-      if (marker.test(text)) {
-        clearTimeout(timer);
-        ok(text.replace(/\r/g, ''));
-      }
-    });
-    socket.on('error', (e) => {
-      clearTimeout(timer);
-      fail(e);
-    });
-  });
-  return { done, socket };
-}
 
 describe.skipIf(missing !== undefined)(`cloud-init seed read by the test guest${missing ? ` (skipped: ${missing})` : ''}`, () => {
   let client: LibvirtClient;
@@ -127,7 +109,7 @@ describe.skipIf(missing !== undefined)(`cloud-init seed read by the test guest${
 
     const t0 = performance.now();
     await client.createDomain(xml);
-    const { done, socket } = readUntil(serial, /NODEVIRT-GUEST-READY/, BOOT_TIMEOUT_MS);
+    const { done, socket } = readSerialUntil(serial, /NODEVIRT-GUEST-READY/, BOOT_TIMEOUT_MS);
     let text: string;
     try {
       text = await done;
@@ -190,7 +172,7 @@ describe.skipIf(missing !== undefined)(`cloud-init seed read by the test guest${
     // Persistent this time, the way the reconciler will run VMs: define, then start.
     await client.defineDomain(xml);
     await client.startDomain(name);
-    const { done, socket } = readUntil(serial, /NODEVIRT-GUEST-DONE/, BOOT_TIMEOUT_MS);
+    const { done, socket } = readSerialUntil(serial, /NODEVIRT-GUEST-DONE/, BOOT_TIMEOUT_MS);
     let text: string;
     try {
       text = await done;
@@ -235,7 +217,7 @@ describe.skipIf(missing !== undefined)(`cloud-init seed read by the test guest${
     await client.defineDomain(xml);
     const t0 = performance.now();
     await client.startDomain(name);
-    const { done, socket } = readUntil(serial, /NODEVIRT-GUEST-DONE/, BOOT_TIMEOUT_MS);
+    const { done, socket } = readSerialUntil(serial, /NODEVIRT-GUEST-DONE/, BOOT_TIMEOUT_MS);
     let text: string;
     try {
       text = await done;
@@ -284,7 +266,7 @@ describe.skipIf(missing !== undefined)(`cloud-init seed read by the test guest${
         kernelBoot: { kernel: join(GUEST_OUT, 'vmlinuz'), initrd: join(GUEST_OUT, 'initramfs.gz') },
       });
       await client.createDomain(xml);
-      const { done, socket } = readUntil(serial, /NODEVIRT-GUEST-DONE/, BOOT_TIMEOUT_MS);
+      const { done, socket } = readSerialUntil(serial, /NODEVIRT-GUEST-DONE/, BOOT_TIMEOUT_MS);
       let text: string;
       try {
         text = await done;

@@ -4,10 +4,11 @@
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
-import { createConnection, type Socket } from 'node:net';
+
 import { cpus, totalmem } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { readSerialUntil } from './helpers/serial.js';
 import { createLinks } from '../../daemon/host/links.js';
 import { openPacketSocket } from '../../daemon/host/native.js';
 import { createNftables } from '../../daemon/host/nftables.js';
@@ -37,26 +38,6 @@ const RUN_DIR = '/run/nodevirt';
 const BOOT_TIMEOUT_MS = 120_000;
 
 const missing = process.getuid?.() !== 0 ? 'needs root' : !existsSync(BUS) ? `no system bus at ${BUS}` : undefined;
-
-function readSerial(path: string, marker: RegExp, timeoutMs: number): { done: Promise<string>; socket: Socket } {
-  const socket = createConnection(path);
-  let text = '';
-  const done = new Promise<string>((ok, fail) => {
-    const timer = setTimeout(() => fail(new Error(`no ${marker} on ${path} within ${timeoutMs} ms; console so far:\n${text}`)), timeoutMs);
-    socket.on('data', (c: Buffer) => {
-      text += c.toString('latin1');
-      if (marker.test(text)) {
-        clearTimeout(timer);
-        ok(text.replace(/\r/g, ''));
-      }
-    });
-    socket.on('error', (e) => {
-      clearTimeout(timer);
-      fail(e);
-    });
-  });
-  return { done, socket };
-}
 
 const linkExists = (name: string) => existsSync(`/sys/class/net/${name}`);
 const nftRuleset = () => execFileSync('nft', ['list', 'ruleset'], { encoding: 'utf8' });
@@ -156,7 +137,7 @@ describe.skipIf(missing !== undefined)(`a VM gets its IP from our DHCP end to en
     const tap = started.status.nics[0]!.tap!;
     taps.push(tap);
     expect(started.status.phase).toBe('Running');
-    const { done, socket } = readSerial(join(RUN_DIR, `${domain}.serial`), /NODEVIRT-GUEST-READY/, BOOT_TIMEOUT_MS);
+    const { done, socket } = readSerialUntil(join(RUN_DIR, `${domain}.serial`), /NODEVIRT-GUEST-READY/, BOOT_TIMEOUT_MS);
     let text: string;
     try {
       text = await done;
