@@ -6,11 +6,11 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
-import { createApp, requestListener, type Transport } from '../../../daemon/api/app.js';
+import { createApp, requestListener, type AppDeps, type Transport } from '../../../daemon/api/app.js';
 import { loadApiSpec, type ApiSpec } from '../../../daemon/api/openapi.js';
 import type { Node } from '../../../daemon/api/types.js';
 import { createTokenService, type StoredToken, type TokenService } from '../../../daemon/auth/token-service.js';
-import { createLogger } from '../../../daemon/lib/logger.js';
+import { createLogger, silentLogger } from '../../../daemon/lib/logger.js';
 import { createLeaseRepo, type StoredLease } from '../../../daemon/net/dhcp/lease-repo.js';
 import { createFakeLinks } from '../../../daemon/host/links-fake.js';
 import { createFakeNftables } from '../../../daemon/host/nftables-fake.js';
@@ -95,6 +95,26 @@ export async function startApp(opts: { transport?: Transport; node?: { info(): P
       await rm(dir, { recursive: true, force: true });
     },
   };
+}
+
+/**
+ * The app over `store` with real tokens and leases, plus `extra` (a service under test, or a replacement),
+ * served over the trusted transport on an ephemeral loopback port, responses validated against the spec.
+ */
+export async function serveApp(store: Pick<Store, 'sublevel'>, extra: Partial<AppDeps> = {}): Promise<{ server: Server; port: number }> {
+  const app = createApp({
+    logger: silentLogger(),
+    spec: await spec(),
+    node: { info: async () => fakeNode() },
+    tokens: createTokenService({ tokens: store.sublevel<StoredToken>('tokens') }),
+    leases: createLeaseRepo({ leases: store.sublevel<StoredLease>('dhcp-leases') }),
+    version: 't',
+    validateResponses: true,
+    ...extra,
+  });
+  const server = createServer(requestListener(app, 'unix'));
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return { server, port: (server.address() as AddressInfo).port };
 }
 
 export function closeServer(server: Server): Promise<void> {

@@ -1,16 +1,13 @@
 // GET /v1/leases through the real app (response validation on) over a real lease repo on a temp store.
 import { mkdtemp, rm } from 'node:fs/promises';
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { type Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { createApp, requestListener, type AppDeps } from '../../../daemon/api/app.js';
-import { createTokenService, type StoredToken } from '../../../daemon/auth/token-service.js';
-import { silentLogger } from '../../../daemon/lib/logger.js';
+import { type AppDeps } from '../../../daemon/api/app.js';
 import { createLeaseRepo, type LeaseRepo, type StoredLease } from '../../../daemon/net/dhcp/lease-repo.js';
 import { createStore, type Store } from '../../../daemon/store/store.js';
-import { closeServer, fakeNode, send, spec } from './helpers.js';
+import { closeServer, serveApp, send } from './helpers.js';
 
 const T0 = Date.parse('2024-05-01T10:00:00.000Z');
 
@@ -21,18 +18,7 @@ let server: Server;
 let port: number;
 
 async function serve(leases: AppDeps['leases']): Promise<void> {
-  const app = createApp({
-    logger: silentLogger(),
-    spec: await spec(),
-    node: { info: async () => fakeNode() },
-    tokens: createTokenService({ tokens: store.sublevel<StoredToken>('tokens') }),
-    leases,
-    version: 't',
-    validateResponses: true,
-  });
-  server = createServer(requestListener(app, 'unix'));
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  port = (server.address() as AddressInfo).port;
+  ({ server, port } = await serveApp(store, leases ? { leases: leases } : {}));
 }
 
 beforeEach(async () => {

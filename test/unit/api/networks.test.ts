@@ -2,23 +2,18 @@
 // and the link/net-host fakes: create/update/no-op with ETag and generation, If-Match 412, dry run,
 // 404/409/400 problems, and 500 while the service is not wired.
 import { mkdtemp, rm } from 'node:fs/promises';
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { type Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { createApp, requestListener } from '../../../daemon/api/app.js';
 import type { NetworkApi } from '../../../daemon/api/routes/networks.js';
-import { createTokenService, type StoredToken } from '../../../daemon/auth/token-service.js';
 import { createFakeLinks, type FakeLinks } from '../../../daemon/host/links-fake.js';
 import { createFakeNftables } from '../../../daemon/host/nftables-fake.js';
-import { silentLogger } from '../../../daemon/lib/logger.js';
-import { createLeaseRepo, type StoredLease } from '../../../daemon/net/dhcp/lease-repo.js';
 import { bridgeName } from '../../../daemon/net/names.js';
 import { createFakeNetHost } from '../../../daemon/net/network-host.js';
 import { createNetworkService } from '../../../daemon/net/network-service.js';
 import { createStore, type Store } from '../../../daemon/store/store.js';
-import { closeServer, fakeNode, jsonBody, send, spec } from './helpers.js';
+import { closeServer, serveApp, jsonBody, send, spec } from './helpers.js';
 
 let dir: string;
 let store: Store;
@@ -28,19 +23,7 @@ let links: FakeLinks;
 let nicsInUse: string[];
 
 async function serve(networks: NetworkApi | undefined): Promise<void> {
-  const app = createApp({
-    logger: silentLogger(),
-    spec: await spec(),
-    node: { info: async () => fakeNode() },
-    tokens: createTokenService({ tokens: store.sublevel<StoredToken>('tokens') }),
-    leases: createLeaseRepo({ leases: store.sublevel<StoredLease>('dhcp-leases') }),
-    ...(networks ? { networks } : {}),
-    version: 't',
-    validateResponses: true,
-  });
-  server = createServer(requestListener(app, 'unix'));
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  port = (server.address() as AddressInfo).port;
+  ({ server, port } = await serveApp(store, networks ? { networks: networks } : {}));
 }
 
 beforeEach(async () => {

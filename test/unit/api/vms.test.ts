@@ -2,18 +2,13 @@
 // no-op and update with ETag/generation, If-Match 412, dry run with the domain XML, start/stop/delete,
 // problems with pointers, and 500 while the service is not wired.
 import { mkdtemp, rm } from 'node:fs/promises';
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { type Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { createApp, requestListener } from '../../../daemon/api/app.js';
 import type { VmApi } from '../../../daemon/api/routes/vms.js';
-import { createTokenService, type StoredToken } from '../../../daemon/auth/token-service.js';
-import { silentLogger } from '../../../daemon/lib/logger.js';
-import { createLeaseRepo, type StoredLease } from '../../../daemon/net/dhcp/lease-repo.js';
 import { createStore, type Store } from '../../../daemon/store/store.js';
-import { closeServer, fakeNode, jsonBody, send, spec } from './helpers.js';
+import { closeServer, serveApp, jsonBody, send, spec } from './helpers.js';
 import { createTestVmService, type TestVms } from './vm-harness.js';
 
 let dir: string;
@@ -23,19 +18,7 @@ let port: number;
 let t: TestVms;
 
 async function serve(vms: VmApi | undefined): Promise<void> {
-  const app = createApp({
-    logger: silentLogger(),
-    spec: await spec(),
-    node: { info: async () => fakeNode() },
-    tokens: createTokenService({ tokens: store.sublevel<StoredToken>('tokens') }),
-    leases: createLeaseRepo({ leases: store.sublevel<StoredLease>('dhcp-leases') }),
-    ...(vms ? { vms } : {}),
-    version: 't',
-    validateResponses: true,
-  });
-  server = createServer(requestListener(app, 'unix'));
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  port = (server.address() as AddressInfo).port;
+  ({ server, port } = await serveApp(store, vms ? { vms: vms } : {}));
 }
 
 beforeEach(async () => {
