@@ -1,7 +1,7 @@
 // The VM service: desired state (spec, generation) in the store, server-made values (MACs, IPs) in status,
 // and the lifecycle start = plumb NICs -> seed -> define -> start, stop = ACPI then destroy -> unplumb.
 import { randomUUID } from 'node:crypto';
-import { mkdir, rm } from 'node:fs/promises';
+import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { AppError, errorMessage, type ErrorIssue } from '../lib/errors.js';
 import type { Logger } from '../lib/logger.js';
@@ -14,10 +14,9 @@ import { dhcpOffer } from '../net/network-model.js';
 import type { NetworkService } from '../net/network-service.js';
 import { nicId, type NicPlumber } from '../net/nic.js';
 import { seedFiles, writeSeedIso } from '../storage/cloud-init.js';
-import type { ImageStore } from '../storage/images.js';
-import type { PathGuard } from '../storage/paths.js';
 import type { Store } from '../store/store.js';
-import { buildDomainXml, type DiskFormat, type DomainXmlContext } from './domain-xml.js';
+import { buildDomainXml } from './domain-xml.js';
+import { createVmDisks, type VmDisksDeps } from './vm-disks.js';
 import { DEFAULTS, nicName, validateVmSpec, type HostCapacity, type VmSpec } from './vm-model.js';
 
 export type VmPhase = 'Stopped' | 'Starting' | 'Running' | 'Paused' | 'Stopping' | 'Failed';
@@ -101,8 +100,8 @@ export interface VmServiceDeps {
   leases?: Pick<LeaseRepo, 'list' | 'remove'>;
   macs: MacAllocator;
   /** Confines kernel and host-disk paths to the storage roots. */
-  guard: PathGuard;
-  images: Pick<ImageStore, 'inspect' | 'createEmptyVolume'>;
+  guard: VmDisksDeps['guard'];
+  images: VmDisksDeps['images'];
   /** The host facts validation and the XML need; node service + capabilities in main. */
   host: () => Promise<{ virtType: 'kvm' | 'qemu'; emulator: string; capacity: HostCapacity }>;
   /** Serial sockets live here (libvirt creates them). */
@@ -181,7 +180,8 @@ export function createVmService(deps: VmServiceDeps): VmService {
   const domainOf = deps.domainName ?? ((name: string) => `nodevirt-${name}`);
   const pollMs = deps.pollMs ?? 250;
   const owner = (r: Pick<VmRecord, 'uuid'>, nic: string) => nicId(r.uuid, nic);
-  const vmPath = (name: string) => join(deps.vmDir, name);
+  const disks = createVmDisks(deps);
+  const vmPath = (name: string) => disks.dirOf(name);
 
   // One operation per VM at a time; different VMs proceed concurrently.
   const locks = new Map<string, Promise<unknown>>();
@@ -303,53 +303,13 @@ export function createVmService(deps: VmServiceDeps): VmService {
     if (spec.name !== name) issues.push({ pointer: '/name', reason: `must equal the name in the path (${name})` });
     const { capacity } = await deps.host();
     issues.push(...validateVmSpec(spec, capacity));
-    // The image registry is not built yet: only sources that need no image are accepted.
-    (spec.disks ?? []).forEach((d, i) => {
-      if (d.image !== undefined || d.cdrom !== undefined || d.volume?.fromImage !== undefined) {
-        issues.push({ pointer: `/disks/${i}`, reason: 'image-based disks need the image registry, which this node does not have yet; use host or an empty volume' });
-      }
-    });
+    if (!issues.length) issues.push(...(await disks.check(spec)));
     if (issues.length) throw new AppError('VM_SPEC_INVALID', `the VM spec has ${issues.length} problem(s)`, { issues });
-    // Confinement (symlinks included) is checked now too, so a path outside the roots is refused at PUT, not at start.
-    for (const p of [spec.kernelBoot?.kernel, spec.kernelBoot?.initrd, ...(spec.disks ?? []).map((d) => d.host?.path)]) {
-      if (p !== undefined) await deps.guard.resolve(p);
-    }
-  };
-
-  /** Host paths and files of the domain: confined kernel/disks, volumes created on first use. */
-  const resolveStorage = async (r: VmRecord, dryRun: boolean): Promise<Pick<DomainXmlContext, 'disks' | 'kernelBoot'>> => {
-    const disks: Record<string, { path: string; format: DiskFormat }> = {};
-    for (const d of r.spec.disks ?? []) {
-      if (d.host) {
-        const path = await deps.guard.resolve(d.host.path);
-        if (dryRun) disks[d.name] = { path, format: 'raw' };
-        else {
-          const facts = await deps.images.inspect(path).catch(async (e: unknown) => {
-            if (d.host?.sizeBytes === undefined || !isAppError404(e)) throw e;
-            return deps.images.createEmptyVolume(path, d.host.sizeBytes, 'raw');
-          });
-          disks[d.name] = { path: facts.path, format: facts.format };
-        }
-      } else if (d.volume?.sizeBytes !== undefined) {
-        const path = join(vmPath(r.name), `${d.name}.qcow2`);
-        if (dryRun) disks[d.name] = { path, format: 'qcow2' };
-        else {
-          await mkdir(vmPath(r.name), { recursive: true, mode: 0o755 });
-          const facts = await deps.images.inspect(path).catch(() => deps.images.createEmptyVolume(path, d.volume!.sizeBytes!, 'qcow2'));
-          disks[d.name] = { path: facts.path, format: facts.format };
-        }
-      }
-    }
-    const kb = r.spec.kernelBoot;
-    if (kb === undefined) return { disks };
-    const kernel = await deps.guard.resolve(kb.kernel);
-    const initrd = kb.initrd === undefined ? undefined : await deps.guard.resolve(kb.initrd);
-    return { disks, kernelBoot: { kernel, ...(initrd === undefined ? {} : { initrd }) } };
   };
 
   const xmlFor = async (r: VmRecord, taps: string[], dryRun: boolean): Promise<string> => {
     const host = await deps.host();
-    const storage = await resolveStorage(r, dryRun);
+    const storage = await disks.resolve(r.name, r.spec, dryRun);
     const seed = r.spec.cloudInit !== undefined ? join(vmPath(r.name), 'seed.iso') : undefined;
     return buildDomainXml(r.spec, {
       domainName: domainOf(r.name),
@@ -468,8 +428,7 @@ export function createVmService(deps: VmServiceDeps): VmService {
         if (await deps.libvirt.lookupDomain(domainOf(name))) await deps.libvirt.undefineDomain(domainOf(name));
         for (const n of r.nics) await releaseNic(r, n, []);
         if (deps.leases) for (const t of taps) await deps.leases.remove(t);
-        if (opts.keepDisks) await rm(join(vmPath(name), 'seed.iso'), { force: true });
-        else await rm(vmPath(name), { recursive: true, force: true });
+        await disks.remove(name, opts.keepDisks ?? false);
         await records.del(name);
         log?.info({ vm: name, keepDisks: opts.keepDisks ?? false }, 'VM deleted');
       }),
@@ -555,9 +514,4 @@ export function createVmService(deps: VmServiceDeps): VmService {
         return view(r);
       }),
   };
-}
-
-function isAppError404(e: unknown): boolean {
-  // inspect() of a missing file: qemu-img reports it as a host error whose message names ENOENT.
-  return /No such file|ENOENT|not found/i.test(errorMessage(e));
 }
