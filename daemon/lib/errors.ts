@@ -47,6 +47,9 @@ export const ERROR_CODES = {
   FIRMWARE_INVALID: 'the requested firmware is not installed on this host',
   PATH_INVALID: 'the path is not inside an allowed storage root',
   IMAGE_INVALID: 'the image file is not a usable raw or qcow2 image',
+  // async operations (ops/)
+  OPERATION_NOT_FOUND: 'no such operation (unknown, or finished and expired)',
+  OPERATION_CANCELLED: 'the operation was cancelled before it finished',
   INTERNAL: 'internal error',
   RESPONSE_INVALID: 'the daemon produced a response that does not match the API schema',
 } as const;
