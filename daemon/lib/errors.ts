@@ -47,6 +47,13 @@ export const ERROR_CODES = {
   FIRMWARE_INVALID: 'the requested firmware is not installed on this host',
   PATH_INVALID: 'the path is not inside an allowed storage root',
   IMAGE_INVALID: 'the image file is not a usable raw or qcow2 image',
+  // image registry (storage/image-registry.ts)
+  IMAGE_NOT_FOUND: 'no such image',
+  IMAGE_EXISTS: 'an image with this name exists or is being imported',
+  IMAGE_IN_USE: 'the image is used by VMs',
+  IMAGE_SOURCE_INVALID: 'the image source is not an http(s) URL or a file inside a storage root',
+  IMAGE_CHECKSUM_MISMATCH: 'the image does not match the given sha256',
+  IMAGE_DOWNLOAD_FAILED: 'the image source could not be read',
   // async operations (ops/)
   OPERATION_NOT_FOUND: 'no such operation (unknown, or finished and expired)',
   OPERATION_CANCELLED: 'the operation was cancelled before it finished',
