@@ -54,6 +54,10 @@ export const ERROR_CODES = {
   IMAGE_SOURCE_INVALID: 'the image source is not an http(s) URL or a file inside a storage root',
   IMAGE_CHECKSUM_MISMATCH: 'the image does not match the given sha256',
   IMAGE_DOWNLOAD_FAILED: 'the image source could not be read',
+  // console and VNC over WebSocket (vm/console.ts, vm/vnc.ts, api/upgrade.ts)
+  VM_NOT_RUNNING: 'the VM is not running',
+  CONSOLE_BUSY: 'the console already has a writer',
+  UPGRADE_REQUIRED: 'this resource is served only over a WebSocket upgrade',
   // async operations (ops/)
   OPERATION_NOT_FOUND: 'no such operation (unknown, or finished and expired)',
   OPERATION_CANCELLED: 'the operation was cancelled before it finished',
