@@ -22,8 +22,11 @@ export interface OperationView {
   updatedAt: string;
   /** Set when succeeded: what the synchronous call would have answered (e.g. the Vm view). */
   result?: unknown;
-  /** Set when failed or cancelled: the stable code, message and HTTP status the error maps to. */
-  error?: { code: string; message: string; status: number };
+  /** Set when failed or cancelled: the stable code, message and HTTP status the error maps to (and the
+   *  validation issues, as in a problem's `errors`). */
+  error?: { code: string; message: string; status: number; errors?: Array<{ pointer: string; reason: string }> };
+  /** True once a cancel was asked for; the work may still finish (then it stays succeeded). */
+  cancelRequested?: boolean;
 }
 
 export interface Operations {
