@@ -44,6 +44,7 @@ export const ERROR_CODES = {
   VM_SPEC_INVALID: 'the VM spec is not valid',
   VM_NOT_FOUND: 'no such VM',
   VM_CONFLICT: 'the VM is in a state that does not allow this change',
+  VM_NOT_PAUSED: 'the VM is not paused',
   FIRMWARE_INVALID: 'the requested firmware is not installed on this host',
   PATH_INVALID: 'the path is not inside an allowed storage root',
   IMAGE_INVALID: 'the image file is not a usable raw or qcow2 image',
