@@ -8,6 +8,7 @@ import { dirname } from 'node:path';
 import type Koa from 'koa';
 import type { Logger } from '../lib/logger.js';
 import { requestListener } from './app.js';
+import { upgradeListener, type UpgradeListener } from './upgrade.js';
 
 export const DEFAULT_SOCKET_PATH = '/run/nodevirt/nodevirt.sock';
 export const DEFAULT_SOCKET_GROUP = 'nodevirt';
@@ -43,8 +44,16 @@ export async function startServers(opts: ServerOptions): Promise<Servers> {
   await removeStaleSocket(socketPath);
 
   const servers: Server[] = [];
+  // WebSocket upgrades (console, VNC) run through the same app and auth as requests on their listener.
+  const upgrades: UpgradeListener[] = [];
+  const withUpgrades = (server: Server, transport: 'unix' | 'tcp') => {
+    const u = upgradeListener(opts.app, transport);
+    server.on('upgrade', u.handle);
+    upgrades.push(u);
+    return server;
+  };
   try {
-    const unix = createServer(requestListener(opts.app, 'unix'));
+    const unix = withUpgrades(createServer(requestListener(opts.app, 'unix')), 'unix');
     await listen(unix, { path: socketPath });
     servers.push(unix);
     // The default umask already denies others write (= connect) on the fresh socket; this sets the final mode.
@@ -55,7 +64,7 @@ export async function startServers(opts: ServerOptions): Promise<Servers> {
 
     let tcpAddress: Servers['addresses']['tcp'];
     if (opts.tcp) {
-      const tcp = createServer(requestListener(opts.app, 'tcp'));
+      const tcp = withUpgrades(createServer(requestListener(opts.app, 'tcp')), 'tcp');
       await listen(tcp, { host: opts.tcp.host, port: opts.tcp.port });
       servers.push(tcp);
       const address = tcp.address() as AddressInfo;
@@ -67,11 +76,14 @@ export async function startServers(opts: ServerOptions): Promise<Servers> {
     return {
       addresses: { unix: socketPath, ...(tcpAddress ? { tcp: tcpAddress } : {}) },
       close() {
+        // Upgraded sockets are no longer HTTP connections: server.close() would wait for them forever.
+        for (const u of upgrades) u.close();
         closing ??= Promise.all(servers.map((s) => closeGracefully(s, closeTimeoutMs, logger))).then(() => undefined);
         return closing;
       },
     };
   } catch (err) {
+    for (const u of upgrades) u.close();
     await Promise.all(servers.map((s) => closeGracefully(s, 0, logger)));
     throw err;
   }
