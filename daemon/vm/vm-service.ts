@@ -1,12 +1,14 @@
-// The VM service: desired state (spec, generation) in the store, server-made values (MACs, IPs) in status,
-// and the lifecycle start = plumb NICs -> seed -> define -> start, stop = ACPI then destroy -> unplumb.
+// The VM service: desired state (spec, generation, the user's run intent) in the store, server-made values
+// (MACs, IPs) in status, the actions (start = plumb NICs -> seed -> define -> start, stop = ACPI then destroy
+// -> unplumb, restart, pause, resume, reset) and the effects the reconciler (reconciler.ts) decides on.
 import { randomUUID } from 'node:crypto';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { AppError, errorMessage, type ErrorIssue } from '../lib/errors.js';
 import type { Logger } from '../lib/logger.js';
 import { createReverter } from '../lib/revert.js';
-import type { DomainState, LibvirtClient } from '../libvirt/types.js';
+import type { DomainInfo, DomainState, LibvirtClient } from '../libvirt/types.js';
+import type { EventSink } from '../ops/types.js';
 import type { DhcpService } from '../net/dhcp/dhcp-service.js';
 import type { LeaseRepo } from '../net/dhcp/lease-repo.js';
 import type { MacAllocator } from '../net/macs.js';
@@ -50,7 +52,51 @@ export interface VmRecord {
   /** The generation the domain was last defined with (undefined: never started). */
   definedGeneration?: number;
   conditions: VmCondition[];
+  /**
+   * The user's run intent: true after start/restart, false after stop (or a clean guest shutdown of a
+   * RerunOnFailure VM), undefined before either. Always and RerunOnFailure VMs are kept running while it
+   * is not false; Manual VMs are never acted on; Halted VMs are kept off whatever it says.
+   */
+  running?: boolean;
+  /** How the domain last went down when the daemon did not ask for it (kept until the next start). */
+  lastExit?: { cause: VmExitCause; at: string };
+  /** The phase last published as an event, so each transition is published once, whoever notices it first. */
+  observed?: VmPhase;
 }
+
+/**
+ * Why a domain went down on its own: `shutdown` the guest powered off, `crashed` QEMU died or the guest
+ * crashed, `destroyed` forced off outside the daemon (virsh destroy), `vanished` its definition is gone.
+ */
+export type VmExitCause = 'shutdown' | 'crashed' | 'destroyed' | 'vanished';
+export const isFailure = (c: VmExitCause | undefined): boolean => c === 'crashed' || c === 'vanished';
+
+/** What the reconciler sees of one VM (read under the VM's lock). */
+export interface VmObservation {
+  name: string;
+  runStrategy: NonNullable<VmSpec['runStrategy']>;
+  running: boolean | undefined;
+  domain: DomainInfo | undefined;
+  /** The record believes the domain runs (Started=True): false after our stop, a failed start or a noticed exit. */
+  started: boolean;
+  /** Some NIC of the VM is still plumbed. */
+  plumbed: boolean;
+  lastExit: VmRecord['lastExit'];
+}
+
+/** What the reconciler asks the service to do for one VM; pure values from reconciler.ts's decide(). */
+export type VmReconcileAction =
+  | { kind: 'none' }
+  /** The domain went down on its own: record why, unplumb its NICs, maybe drop the run intent. */
+  | { kind: 'settle'; cause: VmExitCause; running?: boolean }
+  /** Start it again (the strategy says it should run). */
+  | { kind: 'start'; reason: string }
+  /** Stop it (Halted, or stopped intent while it runs). */
+  | { kind: 'stop'; reason: string }
+  /** It runs but the record says it does not: started behind the daemon's back; take it over. */
+  | { kind: 'adopt'; reason: string }
+  /** A restart is due but held back; shown as the RestartBackoff condition. */
+  | { kind: 'backoff'; until: Date; failures: number };
 
 export interface VmNicStatus {
   name: string;
@@ -69,6 +115,10 @@ export interface VmStatus {
   restartRequired: boolean;
   conditions: VmCondition[];
   nics: VmNicStatus[];
+  /** The user's run intent (see VmRecord.running); null before any start or stop. */
+  running: boolean | null;
+  /** Guest agent data; null while no guest agent answers (none is queried yet). */
+  guestAgent: null;
 }
 
 export interface VmView {
@@ -114,6 +164,8 @@ export interface VmServiceDeps {
   /** Poll interval while waiting for an ACPI shutdown. Default 250 ms. */
   pollMs?: number;
   now?: () => Date;
+  /** vm.created/updated/deleted/started/stopped/paused/resumed/crashed/restarted, each with a reason. */
+  events?: EventSink;
 }
 
 export interface VmService {
@@ -121,8 +173,24 @@ export interface VmService {
   get(name: string): Promise<VmView>;
   list(): Promise<VmView[]>;
   delete(name: string, opts?: { ifMatch?: string; keepDisks?: boolean }): Promise<void>;
+  /** 409 VM_CONFLICT for a Halted VM (change its runStrategy first). Records the intent to run. */
   start(name: string): Promise<VmView>;
+  /** ACPI, forced after the grace period (or at once with force). Records the intent to be stopped. */
   stop(name: string, opts?: { force?: boolean }): Promise<VmView>;
+  /** stop (ACPI, grace period) then start: re-plumbs and redefines, so a newer generation applies. */
+  restart(name: string): Promise<VmView>;
+  /** Freezes the vCPUs. 409 VM_NOT_RUNNING when off; a paused VM stays paused (no-op). */
+  pause(name: string): Promise<VmView>;
+  /** 409 VM_NOT_RUNNING when off, VM_NOT_PAUSED when it runs unpaused. */
+  resume(name: string): Promise<VmView>;
+  /** Hard reset (the reset button): same domain, same QEMU, same taps. 409 VM_NOT_RUNNING when off. */
+  reset(name: string): Promise<VmView>;
+  /** VM names in the store. */
+  names(): Promise<string[]>;
+  /** Under the VM's lock: observes it, asks decide() what to do and does it; undefined if the VM is gone. */
+  reconcile(name: string, decide: (o: VmObservation) => VmReconcileAction): Promise<VmReconcileAction | undefined>;
+  /** Called with the VM's name after every stored change (put, delete), so the reconciler acts at once. */
+  onChange(fn: (name: string) => void): () => void;
   /**
    * At daemon start: for every VM whose domain runs (adopted, never restarted), attaches the DHCP servers of
    * its plumbed NICs again, so the guest's renewals are answered. Returns the VMs it adopted.
@@ -156,7 +224,7 @@ export function specDiff(before: VmSpec | undefined, after: VmSpec): string[] {
   return out;
 }
 
-function phaseOf(state: DomainState | undefined): VmPhase {
+function phaseOf(state: DomainState | undefined, lastExit?: VmRecord['lastExit']): VmPhase {
   switch (state) {
     case 'running':
     case 'blocked':
@@ -169,7 +237,24 @@ function phaseOf(state: DomainState | undefined): VmPhase {
     case 'crashed':
       return 'Failed';
     default:
-      return 'Stopped';
+      return isFailure(lastExit?.cause) ? 'Failed' : 'Stopped';
+  }
+}
+
+const isUp = (d: DomainInfo | undefined): d is DomainInfo => d !== undefined && d.active;
+
+/** libvirt's virDomainShutoffReason -> why the domain is off (2 destroyed, 3 crashed, 6 failed to start/QEMU died). */
+export function exitCauseOf(d: DomainInfo | undefined): VmExitCause {
+  if (d === undefined) return 'vanished';
+  if (d.state === 'crashed') return 'crashed';
+  switch (d.reason) {
+    case 2:
+      return 'destroyed';
+    case 3:
+    case 6:
+      return 'crashed';
+    default:
+      return 'shutdown';
   }
 }
 
@@ -182,6 +267,20 @@ export function createVmService(deps: VmServiceDeps): VmService {
   const owner = (r: Pick<VmRecord, 'uuid'>, nic: string) => nicId(r.uuid, nic);
   const disks = createVmDisks(deps);
   const vmPath = (name: string) => disks.dirOf(name);
+  const listeners = new Set<(name: string) => void>();
+  const notifyChange = (name: string) => {
+    for (const fn of listeners) {
+      try {
+        fn(name);
+      } catch (e) {
+        log?.warn({ vm: name, err: errorMessage(e) }, 'VM change listener failed');
+      }
+    }
+  };
+  const publish = (type: string, name: string, reason: string, data: Record<string, unknown> = {}) =>
+    deps.events?.publish({ type: `vm.${type}`, subject: `vms/${name}`, data: { reason, ...data } });
+  // Start and stop take seconds; GET shows them as Starting/Stopping meanwhile.
+  const transitions = new Map<string, 'Starting' | 'Stopping'>();
 
   // One operation per VM at a time; different VMs proceed concurrently.
   const locks = new Map<string, Promise<unknown>>();
@@ -228,7 +327,7 @@ export function createVmService(deps: VmServiceDeps): VmService {
         tap !== null && leases.some((l) => l.interface === tap && l.mac === n.mac && l.ip === n.ip && l.lastAckAt !== null && l.releasedAt === null);
       nics.push({ name: n.name, network: n.network, mac: n.mac, ip: n.ip ?? null, tap, dhcpAcked: acked });
     }
-    const phase = phaseOf(state);
+    const phase = transitions.get(r.name) ?? phaseOf(state, r.lastExit);
     return {
       name: r.name,
       generation: r.generation,
@@ -242,6 +341,8 @@ export function createVmService(deps: VmServiceDeps): VmService {
         restartRequired: phase !== 'Stopped' && r.definedGeneration !== undefined && r.definedGeneration !== r.generation,
         conditions: r.conditions,
         nics,
+        running: r.running ?? null,
+        guestAgent: null,
       },
     };
   };
@@ -368,6 +469,171 @@ export function createVmService(deps: VmServiceDeps): VmService {
     await unplumbAll(r, r.nics);
   };
 
+  /** (Re)attaches the DHCP servers of the VM's plumbed NICs with IPAM: after a daemon restart, or a takeover. */
+  const attachDhcp = async (r: VmRecord): Promise<void> => {
+    for (const n of r.nics) {
+      const rec = await deps.plumber.get(owner(r, n.name));
+      if (rec === undefined || n.ip === undefined) continue;
+      const offer = dhcpOffer(await deps.networks.nicAttachment(n.network), { mac: n.mac, ip: n.ip, hostname: r.name });
+      if (offer === undefined) continue;
+      deps.dhcp.detach(rec.tap);
+      deps.dhcp.attach({ ifname: rec.tap, ...offer });
+      deps.dhcp.linkChanged(rec.tap);
+    }
+  };
+
+  /**
+   * Plumbs (or reuses, when a restart finds them still plumbed: plumb is idempotent for the same spec) the
+   * NICs, writes the seed, defines and starts the domain. On failure everything it did is undone and the
+   * Started condition says why.
+   */
+  const startDomain = async (r: VmRecord, reason: string): Promise<void> => {
+    const name = r.name;
+    const undo = createReverter();
+    transitions.set(name, 'Starting');
+    try {
+      const taps: string[] = [];
+      for (const n of r.nics) {
+        const att = await deps.networks.nicAttachment(n.network);
+        const id = owner(r, n.name);
+        const p = await deps.plumber.plumb({
+          vmId: r.uuid,
+          nicId: n.name,
+          mac: n.mac,
+          mtu: att.mtu,
+          ...(n.ip === undefined ? {} : { ipv4: n.ip }),
+          ...(att.bridge === undefined ? {} : { bridge: att.bridge }),
+        });
+        undo.add(() => deps.plumber.unplumb(id).then(() => undefined));
+        taps.push(p.tap);
+        const offer = n.ip === undefined ? undefined : dhcpOffer(att, { mac: n.mac, ip: n.ip, hostname: r.name });
+        if (offer !== undefined) {
+          // A restart reuses the tap: its old server (and its leases) is replaced by one for the current spec.
+          deps.dhcp.detach(p.tap);
+          deps.dhcp.attach({ ifname: p.tap, ...offer });
+          undo.add(() => void deps.dhcp.detach(p.tap));
+          deps.dhcp.linkChanged(p.tap);
+        }
+        // Port isolation and routed /32 routes apply to ports that exist: now the tap does.
+        await deps.networks.refresh(n.network);
+      }
+      if (r.spec.cloudInit !== undefined) {
+        await mkdir(vmPath(name), { recursive: true, mode: 0o755 });
+        await writeSeedIso(seedFiles(r.spec, r.nics.map((n) => ({ name: n.name, mac: n.mac })), r.uuid), join(vmPath(name), 'seed.iso'));
+      }
+      await deps.libvirt.defineDomain(await xmlFor(r, taps, false));
+      await deps.libvirt.startDomain(domainOf(name));
+      undo.success();
+    } catch (e) {
+      const errors = await undo.fail();
+      if (errors.length) log?.warn({ vm: name, errors: errors.map(errorMessage) }, 'undo after a failed start left errors');
+      setCondition(r, 'Started', false, 'StartFailed', errorMessage(e));
+      setCondition(r, 'Ready', false, 'StartFailed', errorMessage(e));
+      await records.put(name, r);
+      throw e;
+    } finally {
+      transitions.delete(name);
+    }
+    r.definedGeneration = r.generation;
+    delete r.lastExit;
+    setCondition(r, 'Started', true, reason, `started generation ${r.generation}`);
+    setCondition(r, 'Ready', true, 'Running', 'the domain runs');
+    r.conditions = r.conditions.filter((c) => c.type !== 'RestartBackoff');
+    r.observed = 'Running';
+    await records.put(name, r);
+    log?.info({ vm: name, generation: r.generation, reason }, 'VM started');
+  };
+
+  const stopAndRecord = async (r: VmRecord, force: boolean, reason: string): Promise<void> => {
+    transitions.set(r.name, 'Stopping');
+    try {
+      await stopDomain(r, force);
+    } finally {
+      transitions.delete(r.name);
+    }
+    delete r.lastExit;
+    setCondition(r, 'Started', false, reason, force ? 'forced off' : 'stopped');
+    setCondition(r, 'Ready', false, reason, 'the domain is off');
+    r.observed = 'Stopped';
+    await records.put(r.name, r);
+  };
+
+  const requireUp = async (r: VmRecord, action: string): Promise<DomainInfo> => {
+    const info = await deps.libvirt.lookupDomain(domainOf(r.name));
+    if (!isUp(info) || info.state === 'shutdown') {
+      throw new AppError('VM_NOT_RUNNING', `cannot ${action} VM ${r.name}: it is not running`, { extra: { name: r.name, phase: phaseOf(info?.state, r.lastExit) } });
+    }
+    return info;
+  };
+
+  const observe = async (r: VmRecord): Promise<VmObservation> => {
+    const domain = await deps.libvirt.lookupDomain(domainOf(r.name));
+    const plumbed = (await Promise.all(r.nics.map((n) => deps.plumber.get(owner(r, n.name))))).some((x) => x !== undefined);
+    return {
+      name: r.name,
+      runStrategy: r.spec.runStrategy ?? DEFAULTS.runStrategy,
+      running: r.running,
+      domain,
+      started: r.conditions.some((c) => c.type === 'Started' && c.status === 'True'),
+      plumbed,
+      lastExit: r.lastExit,
+    };
+  };
+
+  const apply = async (r: VmRecord, a: VmReconcileAction): Promise<void> => {
+    switch (a.kind) {
+      case 'none':
+        return;
+      case 'settle': {
+        await unplumbAll(r, r.nics);
+        const failed = isFailure(a.cause);
+        r.lastExit = { cause: a.cause, at: now() };
+        if (a.running !== undefined) r.running = a.running;
+        const why = { shutdown: 'GuestShutdown', crashed: 'Crashed', destroyed: 'DestroyedOutsideDaemon', vanished: 'DomainVanished' }[a.cause];
+        const msg = {
+          shutdown: 'the guest powered itself off',
+          crashed: 'QEMU died or the guest crashed',
+          destroyed: 'the domain was forced off outside the daemon',
+          vanished: 'the libvirt domain is gone (undefined outside the daemon)',
+        }[a.cause];
+        setCondition(r, 'Started', false, why, msg);
+        setCondition(r, 'Ready', false, why, msg);
+        const phase: VmPhase = failed ? 'Failed' : 'Stopped';
+        if (r.observed !== phase) publish(failed ? 'crashed' : 'stopped', r.name, why, { message: msg });
+        r.observed = phase;
+        await records.put(r.name, r);
+        log?.info({ vm: r.name, cause: a.cause }, 'VM went down on its own; NICs unplumbed');
+        return;
+      }
+      case 'start': {
+        await startDomain(r, a.reason);
+        publish('restarted', r.name, a.reason);
+        return;
+      }
+      case 'stop': {
+        await stopAndRecord(r, false, a.reason);
+        publish('stopped', r.name, a.reason);
+        return;
+      }
+      case 'adopt': {
+        await attachDhcp(r);
+        delete r.lastExit;
+        setCondition(r, 'Started', true, a.reason, 'the domain was started outside the daemon');
+        setCondition(r, 'Ready', true, 'Running', 'the domain runs');
+        if (r.observed !== 'Running') publish('started', r.name, a.reason);
+        r.observed = 'Running';
+        await records.put(r.name, r);
+        return;
+      }
+      case 'backoff': {
+        const secs = Math.max(0, Math.round((a.until.getTime() - Date.now()) / 1000));
+        setCondition(r, 'RestartBackoff', true, 'CrashLoop', `${a.failures} failure(s) in a row; next restart in ${secs} s (at ${a.until.toISOString()})`);
+        await records.put(r.name, r);
+        return;
+      }
+    }
+  };
+
   return {
     put: (name, spec, opts = {}) =>
       locked(name, async () => {
@@ -409,6 +675,8 @@ export function createVmService(deps: VmServiceDeps): VmService {
         }
         for (const n of alloc.release) await releaseNic(base, n, alloc.nics);
         log?.info({ vm: name, generation: next.generation, diff }, old === undefined ? 'VM created' : 'VM updated');
+        publish(old === undefined ? 'created' : 'updated', name, 'api', { generation: next.generation, diff });
+        notifyChange(name);
         return { vm: await view(next), created: old === undefined, changed: true, dryRun: false, diff };
       }),
 
@@ -431,56 +699,83 @@ export function createVmService(deps: VmServiceDeps): VmService {
         await disks.remove(name, opts.keepDisks ?? false);
         await records.del(name);
         log?.info({ vm: name, keepDisks: opts.keepDisks ?? false }, 'VM deleted');
+        publish('deleted', name, 'api');
+        notifyChange(name);
       }),
 
     start: (name) =>
       locked(name, async () => {
         const r = await load(name);
-        const info = await deps.libvirt.lookupDomain(domainOf(name));
-        if (info?.active) return view(r);
-        const undo = createReverter();
-        try {
-          const taps: string[] = [];
-          for (const n of r.nics) {
-            const att = await deps.networks.nicAttachment(n.network);
-            const id = owner(r, n.name);
-            const p = await deps.plumber.plumb({
-              vmId: r.uuid,
-              nicId: n.name,
-              mac: n.mac,
-              mtu: att.mtu,
-              ...(n.ip === undefined ? {} : { ipv4: n.ip }),
-              ...(att.bridge === undefined ? {} : { bridge: att.bridge }),
-            });
-            undo.add(() => deps.plumber.unplumb(id).then(() => undefined));
-            taps.push(p.tap);
-            const offer = n.ip === undefined ? undefined : dhcpOffer(att, { mac: n.mac, ip: n.ip, hostname: r.name });
-            if (offer !== undefined) {
-              deps.dhcp.attach({ ifname: p.tap, ...offer });
-              undo.add(() => void deps.dhcp.detach(p.tap));
-              deps.dhcp.linkChanged(p.tap);
-            }
-            // Port isolation and routed /32 routes apply to ports that exist: now the tap does.
-            await deps.networks.refresh(n.network);
-          }
-          if (r.spec.cloudInit !== undefined) {
-            await mkdir(vmPath(name), { recursive: true, mode: 0o755 });
-            await writeSeedIso(seedFiles(r.spec, r.nics.map((n) => ({ name: n.name, mac: n.mac })), r.uuid), join(vmPath(name), 'seed.iso'));
-          }
-          await deps.libvirt.defineDomain(await xmlFor(r, taps, false));
-          await deps.libvirt.startDomain(domainOf(name));
-          undo.success();
-        } catch (e) {
-          const errors = await undo.fail();
-          if (errors.length) log?.warn({ vm: name, errors: errors.map(errorMessage) }, 'undo after a failed start left errors');
-          setCondition(r, 'Started', false, 'StartFailed', errorMessage(e));
-          await records.put(name, r);
-          throw e;
+        if ((r.spec.runStrategy ?? DEFAULTS.runStrategy) === 'Halted') {
+          throw new AppError('VM_CONFLICT', `VM ${name} has runStrategy Halted, which keeps it stopped: change its runStrategy to start it`, { extra: { name } });
         }
-        r.definedGeneration = r.generation;
-        setCondition(r, 'Started', true, 'Started', `started generation ${r.generation}`);
+        const info = await deps.libvirt.lookupDomain(domainOf(name));
+        if (r.running !== true) {
+          r.running = true;
+          await records.put(name, r);
+        }
+        if (info?.active) return view(r);
+        await startDomain(r, 'Started');
+        publish('started', name, 'api');
+        return view(r);
+      }),
+
+    stop: (name, opts = {}) =>
+      locked(name, async () => {
+        const r = await load(name);
+        const wasUp = isUp(await deps.libvirt.lookupDomain(domainOf(name)));
+        // The intent is stored first: an Always VM whose guest goes down during the grace period stays down.
+        r.running = false;
         await records.put(name, r);
-        log?.info({ vm: name, generation: r.generation }, 'VM started');
+        await stopAndRecord(r, opts.force ?? false, 'Stopped');
+        if (wasUp) publish('stopped', name, opts.force ? 'api-forced' : 'api');
+        return view(r);
+      }),
+
+    restart: (name) =>
+      locked(name, async () => {
+        const r = await load(name);
+        await requireUp(r, 'restart');
+        r.running = true;
+        await records.put(name, r);
+        await stopAndRecord(r, false, 'Restarting');
+        await startDomain(r, 'Restarted');
+        publish('restarted', name, 'api');
+        return view(r);
+      }),
+
+    pause: (name) =>
+      locked(name, async () => {
+        const r = await load(name);
+        const info = await requireUp(r, 'pause');
+        if (info.state === 'paused' || info.state === 'pmsuspended') return view(r);
+        await deps.libvirt.suspendDomain(domainOf(name));
+        r.observed = 'Paused';
+        setCondition(r, 'Ready', false, 'Paused', 'the vCPUs are paused');
+        await records.put(name, r);
+        publish('paused', name, 'api');
+        return view(r);
+      }),
+
+    resume: (name) =>
+      locked(name, async () => {
+        const r = await load(name);
+        const info = await requireUp(r, 'resume');
+        if (info.state !== 'paused') throw new AppError('VM_NOT_PAUSED', `cannot resume VM ${name}: it is not paused`, { extra: { name, phase: phaseOf(info.state) } });
+        await deps.libvirt.resumeDomain(domainOf(name));
+        r.observed = 'Running';
+        setCondition(r, 'Ready', true, 'Running', 'the domain runs');
+        await records.put(name, r);
+        publish('resumed', name, 'api');
+        return view(r);
+      }),
+
+    reset: (name) =>
+      locked(name, async () => {
+        const r = await load(name);
+        await requireUp(r, 'reset');
+        await deps.libvirt.resetDomain(domainOf(name));
+        publish('reset', name, 'api');
         return view(r);
       }),
 
@@ -490,14 +785,7 @@ export function createVmService(deps: VmServiceDeps): VmService {
         await locked(name, async () => {
           const info = await deps.libvirt.lookupDomain(domainOf(name));
           if (!info?.active) return;
-          for (const n of r.nics) {
-            const rec = await deps.plumber.get(owner(r, n.name));
-            if (rec === undefined || n.ip === undefined) continue;
-            const offer = dhcpOffer(await deps.networks.nicAttachment(n.network), { mac: n.mac, ip: n.ip, hostname: r.name });
-            if (offer === undefined) continue;
-            deps.dhcp.attach({ ifname: rec.tap, ...offer });
-            deps.dhcp.linkChanged(rec.tap);
-          }
+          await attachDhcp(r);
           adopted.push(name);
         });
       }
@@ -505,13 +793,20 @@ export function createVmService(deps: VmServiceDeps): VmService {
       return adopted;
     },
 
-    stop: (name, opts = {}) =>
+    names: async () => (await records.list()).map(([name]) => name),
+
+    reconcile: (name, decide) =>
       locked(name, async () => {
-        const r = await load(name);
-        await stopDomain(r, opts.force ?? false);
-        setCondition(r, 'Started', false, 'Stopped', opts.force ? 'forced off' : 'stopped');
-        await records.put(name, r);
-        return view(r);
+        const r = await records.get(name);
+        if (r === undefined) return undefined;
+        const action = decide(await observe(r));
+        await apply(r, action);
+        return action;
       }),
+
+    onChange: (fn) => {
+      listeners.add(fn);
+      return () => void listeners.delete(fn);
+    },
   };
 }

@@ -314,7 +314,7 @@ export interface paths {
         put?: never;
         /**
          * Start a VM
-         * @description Plumbs its NICs (taps, guard rules, DHCP servers), writes the cloud-init seed, defines the domain from the current spec and starts it. Synchronous for now (answers once libvirt started the domain; 202 operations come later). Starting a running VM changes nothing.
+         * @description Plumbs its NICs (taps, guard rules, DHCP servers), writes the cloud-init seed, defines the domain from the current spec and starts it. Records the intent to run (Always and RerunOnFailure VMs are then kept running by the reconciler). Synchronous for now (answers once libvirt started the domain). Starting a running VM changes nothing; a Halted VM answers 409 VM_CONFLICT (change its runStrategy first).
          */
         post: operations["vmStart"];
         delete?: never;
@@ -337,9 +337,101 @@ export interface paths {
         put?: never;
         /**
          * Stop a VM
-         * @description ACPI shutdown, forced off after the spec's `stopGracePeriodSeconds` (or at once with `?force=true`), then its NICs are unplumbed. Synchronous for now: answers when the domain is off.
+         * @description ACPI shutdown, forced off after the spec's `stopGracePeriodSeconds` (or at once with `?force=true`), then its NICs are unplumbed. Records the intent to be stopped, so the reconciler keeps an Always or RerunOnFailure VM off until the next start. Synchronous for now: answers when the domain is off.
          */
         post: operations["vmStop"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/vms/{name}/restart": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The VM's name. */
+                name: components["parameters"]["VmName"];
+            };
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Restart a VM (graceful)
+         * @description ACPI shutdown (forced after `stopGracePeriodSeconds`), then a start that re-plumbs the NICs and redefines the domain from the current spec, so a pending generation applies (`restartRequired` clears). Records the intent to run. Waits for any action already running on this VM.
+         */
+        post: operations["vmRestart"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/vms/{name}/pause": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The VM's name. */
+                name: components["parameters"]["VmName"];
+            };
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Pause a VM
+         * @description Freezes the guest's vCPUs (QEMU and its memory stay). Pausing a paused VM changes nothing.
+         */
+        post: operations["vmPause"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/vms/{name}/resume": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The VM's name. */
+                name: components["parameters"]["VmName"];
+            };
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Resume a paused VM
+         * @description Lets the vCPUs of a paused VM run again.
+         */
+        post: operations["vmResume"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/vms/{name}/reset": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The VM's name. */
+                name: components["parameters"]["VmName"];
+            };
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Reset a VM (hard)
+         * @description The reset button: the guest reboots at once without shutting down; same QEMU process, same taps, same domain definition (a pending generation does not apply: use restart).
+         */
+        post: operations["vmReset"];
         delete?: never;
         options?: never;
         head?: never;
@@ -818,7 +910,7 @@ export interface components {
                 networkData?: string;
             };
             /**
-             * @description Default Manual.
+             * @description Default Manual (the daemon never starts or stops it on its own). KubeVirt's meanings, kept by the reconciler: Always keeps it running (started at creation, restarted after a guest shutdown, a crash or a stop outside the daemon) until a stop through the API, which a start undoes; RerunOnFailure starts it at creation too but restarts it only after a failure (QEMU died, guest crashed, domain vanished), and a clean guest shutdown counts as a stop; Halted keeps it off (start is refused, a domain running anyway is shut down). Restarts of a crash-looping VM back off exponentially (RestartBackoff condition).
              * @enum {string}
              */
             runStrategy?: "Always" | "RerunOnFailure" | "Manual" | "Halted";
@@ -846,6 +938,10 @@ export interface components {
             generation: number;
             spec: components["schemas"]["VmSpec"];
             status: {
+                /** @description The user's run intent: true after start/restart, false after stop (and after a clean guest shutdown of a RerunOnFailure VM); null before either. What the run strategy keeps, see runStrategy. */
+                running: boolean | null;
+                /** @description Guest agent data; null while no guest agent answers (none is queried yet). */
+                guestAgent: null;
                 /** @enum {string} */
                 phase: "Stopped" | "Starting" | "Running" | "Paused" | "Stopping" | "Failed";
                 /** @description The libvirt domain name. */
@@ -1932,6 +2028,190 @@ export interface operations {
             };
             /** @description No such VM (code VM_NOT_FOUND). */
             404: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            "4XX": components["responses"]["ClientError"];
+            "5XX": components["responses"]["ServerError"];
+        };
+    };
+    vmRestart: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The VM's name. */
+                name: components["parameters"]["VmName"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The VM after the action. */
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Vm"];
+                };
+            };
+            /** @description No such VM (code VM_NOT_FOUND). */
+            404: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description VM_NOT_RUNNING (it is off; start it instead). */
+            409: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            "4XX": components["responses"]["ClientError"];
+            "5XX": components["responses"]["ServerError"];
+        };
+    };
+    vmPause: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The VM's name. */
+                name: components["parameters"]["VmName"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The VM after the action. */
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Vm"];
+                };
+            };
+            /** @description No such VM (code VM_NOT_FOUND). */
+            404: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description VM_NOT_RUNNING (it is off). */
+            409: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            "4XX": components["responses"]["ClientError"];
+            "5XX": components["responses"]["ServerError"];
+        };
+    };
+    vmResume: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The VM's name. */
+                name: components["parameters"]["VmName"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The VM after the action. */
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Vm"];
+                };
+            };
+            /** @description No such VM (code VM_NOT_FOUND). */
+            404: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description VM_NOT_RUNNING (it is off) or VM_NOT_PAUSED (it runs and is not paused). */
+            409: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            "4XX": components["responses"]["ClientError"];
+            "5XX": components["responses"]["ServerError"];
+        };
+    };
+    vmReset: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The VM's name. */
+                name: components["parameters"]["VmName"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The VM after the action. */
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Vm"];
+                };
+            };
+            /** @description No such VM (code VM_NOT_FOUND). */
+            404: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description VM_NOT_RUNNING (it is off). */
+            409: {
                 headers: {
                     "X-Request-Id": components["headers"]["X-Request-Id"];
                     [name: string]: unknown;

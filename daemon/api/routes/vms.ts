@@ -1,12 +1,12 @@
 // /v1/vms: declarative PUT (?dryRun, If-Match, ETag = generation), GET one/list, DELETE (?keepDisks) and the
-// synchronous start/stop actions. The VM service does the work; this file maps HTTP to it.
+// actions start/stop/restart/pause/resume/reset. The VM service does the work; this file maps HTTP to it.
 import { AppError } from '../../lib/errors.js';
 import type { VmSpec } from '../../vm/vm-model.js';
 import { vmEtag, type VmPutResult, type VmService, type VmView } from '../../vm/vm-service.js';
 import type { Handlers, Schemas } from '../types.js';
 
 /** What the routes need from vm/vm-service.ts. */
-export type VmApi = Pick<VmService, 'put' | 'get' | 'list' | 'delete' | 'start' | 'stop'>;
+export type VmApi = Pick<VmService, 'put' | 'get' | 'list' | 'delete' | 'start' | 'stop' | 'restart' | 'pause' | 'resume' | 'reset'>;
 
 // The service's views may hold undefined fields; the wire drops them.
 const wire = <T>(v: unknown): T => JSON.parse(JSON.stringify(v)) as T;
@@ -19,7 +19,10 @@ const toResult = (r: VmPutResult): Schemas['VmApplyResult'] => ({
   ...(r.domainXml === undefined ? {} : { domainXml: r.domainXml }),
 });
 
-export function vmRoutes(deps: { vms: VmApi | undefined }): Pick<Handlers, 'vmsList' | 'vmGet' | 'vmPut' | 'vmDelete' | 'vmStart' | 'vmStop'> {
+export function vmRoutes(deps: { vms: VmApi | undefined }): Pick<
+  Handlers,
+  'vmsList' | 'vmGet' | 'vmPut' | 'vmDelete' | 'vmStart' | 'vmStop' | 'vmRestart' | 'vmPause' | 'vmResume' | 'vmReset'
+> {
   const svc = (): VmApi => {
     // Fails loudly until main.ts wires the service, rather than answering as if no VM existed.
     if (!deps.vms) throw new AppError('INTERNAL', 'the VM service is not wired into this daemon');
@@ -57,6 +60,22 @@ export function vmRoutes(deps: { vms: VmApi | undefined }): Pick<Handlers, 'vmsL
 
     async vmStop({ path, query }) {
       return { status: 200, body: toVm(await svc().stop(path.name, { force: query.force === true })) };
+    },
+
+    async vmRestart({ path }) {
+      return { status: 200, body: toVm(await svc().restart(path.name)) };
+    },
+
+    async vmPause({ path }) {
+      return { status: 200, body: toVm(await svc().pause(path.name)) };
+    },
+
+    async vmResume({ path }) {
+      return { status: 200, body: toVm(await svc().resume(path.name)) };
+    },
+
+    async vmReset({ path }) {
+      return { status: 200, body: toVm(await svc().reset(path.name)) };
     },
   };
 }

@@ -1,6 +1,6 @@
 // /v1/vms through the real app (response validation on) over the real VM service and its fakes: create,
-// no-op and update with ETag/generation, If-Match 412, dry run with the domain XML, start/stop/delete,
-// problems with pointers, and 500 while the service is not wired.
+// no-op and update with ETag/generation, If-Match 412, dry run with the domain XML, start/stop/delete, the
+// pause/resume/reset/restart actions and their 409s, problems with pointers, and 500 while not wired.
 import { mkdtemp, rm } from 'node:fs/promises';
 import { type Server } from 'node:http';
 import { tmpdir } from 'node:os';
@@ -97,6 +97,34 @@ describe('/v1/vms', () => {
     expect(big.json).toMatchObject({ code: 'VM_SPEC_INVALID', errors: [{ pointer: '/memory' }] });
     const escape = await put('web1', { ...web(), kernelBoot: { kernel: '../../etc/passwd' } });
     expect(escape.status).toBe(400);
+  });
+
+  it('pause, resume, reset and restart answer 200 with the VM, and 409 problems with stable codes when they cannot apply', async () => {
+    await serve(t.vms);
+    await put('web1', web());
+    const post = (action: string) => send({ port }, { method: 'POST', path: `/v1/vms/web1/${action}` });
+    const offPause = await post('pause');
+    expect(offPause.status).toBe(409);
+    expect(offPause.headers['content-type']).toContain('application/problem+json');
+    expect(offPause.json).toMatchObject({ code: 'VM_NOT_RUNNING' });
+    expect((await post('restart')).json).toMatchObject({ code: 'VM_NOT_RUNNING' });
+    await post('start');
+    expect((await post('pause')).json).toMatchObject({ status: { phase: 'Paused' } });
+    expect((await post('resume')).json).toMatchObject({ status: { phase: 'Running' } });
+    const notPaused = await post('resume');
+    expect(notPaused.status).toBe(409);
+    expect(notPaused.json).toMatchObject({ code: 'VM_NOT_PAUSED' });
+    expect((await post('reset')).json).toMatchObject({ status: { phase: 'Running' } });
+    const restarted = await post('restart');
+    expect(restarted.status).toBe(200);
+    expect(restarted.json).toMatchObject({ status: { phase: 'Running', running: true, guestAgent: null } });
+    expect((await send({ port }, { method: 'POST', path: '/v1/vms/nope/reset' })).status).toBe(404);
+
+    await put('web1', { ...web(), runStrategy: 'Halted' });
+    await post('stop');
+    const halted = await post('start');
+    expect(halted.status).toBe(409);
+    expect(halted.json).toMatchObject({ code: 'VM_CONFLICT' });
   });
 
   it('answers 500 INTERNAL while the VM service is not wired', async () => {

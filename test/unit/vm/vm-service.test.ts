@@ -20,6 +20,7 @@ import { createStore, type Store } from '../../../daemon/store/store.js';
 import type { ImageFacts } from '../../../daemon/storage/images.js';
 import { createVmService, vmEtag } from '../../../daemon/vm/vm-service.js';
 import type { VmSpec } from '../../../daemon/vm/vm-model.js';
+import type { EventInput } from '../../../daemon/ops/types.js';
 
 let dir: string;
 let store: Store;
@@ -39,6 +40,7 @@ afterAll(async () => {
 });
 
 async function setup(opts: { guestHonoursAcpi?: boolean } = {}) {
+  const published: EventInput[] = [];
   const sub = `t${space++}`;
   const scoped = { sublevel: <V>(n: string) => store.sublevel<V>(`${sub}:${n}`) };
   const links = createFakeLinks();
@@ -72,9 +74,10 @@ async function setup(opts: { guestHonoursAcpi?: boolean } = {}) {
     runDir: join(dir, 'run'),
     vmDir: join(root, `vms-${sub}`),
     pollMs: 5,
+    events: { publish: (e) => void published.push(e) },
   };
   const vms = createVmService(deps);
-  return { links, nft, libvirt, plumber, networks, dhcp, leases, macs, vms, scoped, deps };
+  return { links, nft, libvirt, plumber, networks, dhcp, leases, macs, vms, scoped, deps, published };
 }
 
 const spec = (over: Partial<VmSpec> = {}): VmSpec => ({
@@ -193,7 +196,8 @@ describe('lifecycle', () => {
     expect(stopped.status.nics[0]!.tap).toBeNull();
     expect(await links.get(tap)).toBeUndefined();
     expect(dhcp.status()).toEqual([]);
-    expect(stopped.status.conditions).toEqual([expect.objectContaining({ type: 'Started', status: 'False', reason: 'Stopped' })]);
+    expect(stopped.status.conditions).toContainEqual(expect.objectContaining({ type: 'Started', status: 'False', reason: 'Stopped' }));
+    expect(stopped.status.running).toBe(false);
   });
 
   it('a guest that ignores ACPI is destroyed once the grace period is over', async () => {
@@ -225,7 +229,7 @@ describe('lifecycle', () => {
     expect(dhcp.status()).toEqual([]);
     expect((await libvirt.lookupDomain('nodevirt-web'))?.active ?? false).toBe(false);
     const v = await vms.get('web');
-    expect(v.status.conditions[0]).toMatchObject({ type: 'Started', status: 'False', reason: 'StartFailed' });
+    expect(v.status.conditions).toContainEqual(expect.objectContaining({ type: 'Started', status: 'False', reason: 'StartFailed' }));
   });
 
   it('delete stops the VM and leaves no domain, tap, guard chain, IP, MAC or lease', async () => {
@@ -237,7 +241,8 @@ describe('lifecycle', () => {
     expect(await code(vms.get('web'))).toBe('VM_NOT_FOUND');
     expect(await libvirt.lookupDomain('nodevirt-web')).toBeUndefined();
     expect(await links.get(nic.tap!)).toBeUndefined();
-    expect(nft.batches.at(-1)).toContain(nic.tap!);
+    // The tap's guard chains are gone (with the guard table itself once no NIC is left in it).
+    for (const fam of ['bridge', 'inet']) expect((await nft.listTable(fam, 'nodevirt')) ?? '').not.toContain(nic.tap!);
     expect(await (await networks.ipam('lan')).list()).toEqual([]);
     expect(await macs.ownerOf(nic.mac)).toBeUndefined();
     expect(await leases.list({ interface: nic.tap! })).toEqual([]);
@@ -264,5 +269,67 @@ describe('lifecycle', () => {
     await vms.put('web', spec());
     await vms.put('db', spec({ name: 'db' }));
     expect((await vms.list()).map((v) => v.name).sort()).toEqual(['db', 'web']);
+  });
+});
+
+describe('actions', () => {
+  it('pause freezes and resume thaws the same domain; repeats are no-ops or a clear 409; each publishes an event', async () => {
+    const { vms, libvirt, published } = await setup();
+    await vms.put('web', spec());
+    await vms.start('web');
+    expect((await vms.pause('web')).status.phase).toBe('Paused');
+    expect((await libvirt.getDomainState('nodevirt-web')).state).toBe('paused');
+    expect((await vms.pause('web')).status.phase).toBe('Paused');
+    const resumed = await vms.resume('web');
+    expect(resumed.status.phase).toBe('Running');
+    expect(resumed.status.conditions).toContainEqual(expect.objectContaining({ type: 'Ready', status: 'True' }));
+    expect(await code(vms.resume('web'))).toBe('VM_NOT_PAUSED');
+    expect(published.map((e) => e.type)).toEqual(['vm.created', 'vm.started', 'vm.paused', 'vm.resumed']);
+    expect(published[2]).toEqual({ type: 'vm.paused', subject: 'vms/web', data: { reason: 'api' } });
+  });
+
+  it('actions that need a live domain answer VM_NOT_RUNNING on a stopped VM, and VM_NOT_FOUND on none', async () => {
+    const { vms } = await setup();
+    await vms.put('web', spec());
+    for (const a of ['pause', 'resume', 'reset', 'restart'] as const) expect(await code(vms[a]('web')), a).toBe('VM_NOT_RUNNING');
+    for (const a of ['pause', 'resume', 'reset', 'restart', 'start', 'stop'] as const) expect(await code(vms[a]('nope')), a).toBe('VM_NOT_FOUND');
+  });
+
+  it('reset keeps the domain and its taps; restart redefines it from the current generation on fresh taps', async () => {
+    const { vms, libvirt, links } = await setup();
+    await vms.put('web', spec());
+    const tap = (await vms.start('web')).status.nics[0]!.tap!;
+    const uuid = (await libvirt.lookupDomain('nodevirt-web'))!.uuid;
+    expect((await vms.reset('web')).status).toMatchObject({ phase: 'Running', nics: [expect.objectContaining({ tap })] });
+    expect((await libvirt.lookupDomain('nodevirt-web'))!.uuid).toBe(uuid);
+
+    expect((await vms.put('web', spec({ memory: 300 }))).vm.status.restartRequired).toBe(true);
+    const r = await vms.restart('web');
+    expect(r.status).toMatchObject({ phase: 'Running', restartRequired: false, running: true });
+    expect(await libvirt.getDomainXml('nodevirt-web')).toContain('300');
+    const newTap = r.status.nics[0]!.tap!;
+    expect(await links.get(newTap)).toMatchObject({ up: true });
+    expect(r.status.conditions).toContainEqual(expect.objectContaining({ type: 'Started', status: 'True', reason: 'Restarted' }));
+  });
+
+  it('a Halted VM refuses start with VM_CONFLICT and nothing is plumbed', async () => {
+    const { vms, libvirt, plumber } = await setup();
+    await vms.put('web', spec({ runStrategy: 'Halted' }));
+    expect(await code(vms.start('web'))).toBe('VM_CONFLICT');
+    expect(await libvirt.lookupDomain('nodevirt-web')).toBeUndefined();
+    expect(await plumber.list()).toEqual([]);
+  });
+
+  it('an action on a VM mid-stop waits for the stop and then sees the stopped VM', async () => {
+    const { vms } = await setup({ guestHonoursAcpi: false });
+    await vms.put('web', spec({ stopGracePeriodSeconds: 1 }));
+    await vms.start('web');
+    const stopping = vms.stop('web');
+    await new Promise((ok) => setTimeout(ok, 50));
+    expect((await vms.get('web')).status.phase).toBe('Stopping');
+    const t0 = Date.now();
+    expect(await code(vms.pause('web'))).toBe('VM_NOT_RUNNING');
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(500);
+    expect((await stopping).status.phase).toBe('Stopped');
   });
 });
