@@ -27,13 +27,13 @@ import { createMacAllocator, type MacRecord } from './net/macs.js';
 import { createImageStore } from './storage/images.js';
 import { createPathGuard } from './storage/paths.js';
 import { createQemuImg } from './storage/qemu-img.js';
-import { createVmService } from './vm/vm-service.js';
+import { createVmService, type VmRecord } from './vm/vm-service.js';
 import { createLinks } from './host/links.js';
 import { createNftables } from './host/nftables.js';
 import { createNetHost } from './net/network-host.js';
 import { createHostChanges } from './net/host-change.js';
 import { createNetworkService } from './net/network-service.js';
-import { createNicPlumber, type NicRecord } from './net/nic.js';
+import { createNicPlumber, nicId, type NicRecord } from './net/nic.js';
 import { createStore } from './store/store.js';
 
 const VERSION: string = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
@@ -132,6 +132,12 @@ async function serve(config: Config, configSource: string | null, logger: Logger
     store,
     adapters: { links, nft, host: createNetHost() },
     logger: logger.child({ component: 'network' }),
+    // Records, not the VM service (built later): forwards and floating IPs name "<vm>/<nic>", IPAM owners "<uuid>/<nic>".
+    nicOwnerByName: async () => {
+      const m = new Map<string, string>();
+      for (const [, r] of await store.sublevel<VmRecord>('vms').list()) for (const n of r.nics) m.set(`${r.name}/${n.name}`, nicId(r.uuid, n.name));
+      return m;
+    },
     nicsUsing: async (network) => {
       const [att, nics] = await Promise.all([networks.nicAttachment(network), plumber.list()]);
       const users = new Set(nics.filter((n) => att.bridge !== undefined && n.spec.bridge === att.bridge).map((n) => n.id));

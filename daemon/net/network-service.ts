@@ -70,6 +70,11 @@ export interface NetworkServiceDeps {
   adapters: NetAdapters;
   /** The VM layer's answer to "which NICs use this network" (ids "vmId/nicId"). */
   nicsUsing?: (network: string) => Promise<string[]>;
+  /**
+   * Port forwards and floating IPs name their target "<vm name>/<nic>", while IPAM owners are "<vm id>/<nic>"
+   * (ids survive nothing but the VM itself, names are what users type): the VM layer maps one to the other.
+   */
+  nicOwnerByName?: () => Promise<ReadonlyMap<string, string>>;
   logger?: Logger;
   now?: () => Date;
   /**
@@ -138,6 +143,23 @@ function checkIfMatch(ifMatch: string | undefined, rec: NetworkRecord | undefine
   });
 }
 
+/**
+ * NIC addresses keyed by IPAM owner ("<vm id>/<nic>"), which is what iteration yields (routes, status), that
+ * also answers get() for "<vm name>/<nic>", the form forwards and floating IPs use.
+ */
+class NicAddressMap extends Map<string, string> {
+  constructor(private readonly ownerByName: ReadonlyMap<string, string>) {
+    super();
+  }
+
+  override get(key: string): string | undefined {
+    const direct = super.get(key);
+    if (direct !== undefined) return direct;
+    const owner = this.ownerByName.get(key);
+    return owner === undefined ? undefined : super.get(owner);
+  }
+}
+
 export function createNetworkService(deps: NetworkServiceDeps): NetworkService {
   const records: KeySpace<NetworkRecord> = deps.store.sublevel<NetworkRecord>('networks');
   const a = deps.adapters;
@@ -163,7 +185,8 @@ export function createNetworkService(deps: NetworkServiceDeps): NetworkService {
   };
 
   const nicAddresses = async (name: string, spec: NormalSpec): Promise<Map<string, string>> => {
-    const m = new Map<string, string>();
+    const byName = spec.ipam === undefined && spec.routed === undefined ? new Map<string, string>() : ((await deps.nicOwnerByName?.()) ?? new Map<string, string>());
+    const m = new NicAddressMap(byName);
     if (spec.ipam === undefined && spec.routed === undefined) return m;
     for (const [k, v] of await ipamEntries(name).list()) if (k.startsWith('ip/')) m.set(v.owner, v.ip);
     return m;

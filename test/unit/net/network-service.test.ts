@@ -102,7 +102,7 @@ function fakeHostChanges(next: { state: HostChange['state'] }) {
   return hc;
 }
 
-function setup(opts: { nics?: Map<string, string[]>; hostChanges?: HostChanges } = {}) {
+function setup(opts: { nics?: Map<string, string[]>; hostChanges?: HostChanges; ownerByName?: Map<string, string> } = {}) {
   const links: FakeLinks = createFakeLinks();
   links.seed({ name: 'eth1', kind: undefined, up: true });
   links.seed({ name: 'eth2', kind: undefined, up: true });
@@ -117,6 +117,7 @@ function setup(opts: { nics?: Map<string, string[]>; hostChanges?: HostChanges }
     nicsUsing: async (n) => nics.get(n) ?? [],
     now: () => new Date('2024-05-01T10:00:00Z'),
     ...(opts.hostChanges ? { hostChanges: opts.hostChanges } : {}),
+    ...(opts.ownerByName ? { nicOwnerByName: async () => opts.ownerByName! } : {}),
   });
   return { links, host, nft, svc, nics };
 }
@@ -238,6 +239,26 @@ describe('nat', () => {
     const off = await svc.put('nat1', { ...spec, nat: { ...spec.nat, isolation: false } });
     expect(off.changes).toEqual(['~ ip link set dev tapx type bridge_slave isolated off']);
     expect(await host.getPortIsolated('tapx')).toBe(false);
+  });
+});
+
+describe('forward and floating-IP targets', () => {
+  it('a forward names "<vm>/<nic>" while IPAM owners are "<vm id>/<nic>": the VM layer maps one to the other', async () => {
+    const ownerByName = new Map<string, string>();
+    const { svc, nft } = setup({ ownerByName });
+    const br = bridgeName('nat2');
+    await svc.put('nat2', { type: 'nat', nat: { forwards: [{ protocol: 'tcp', hostPort: 8080, vm: 'web', nic: 'net0', vmPort: 80 }] } });
+    const ip = await (await svc.ipam('nat2')).allocate('5b1c7f3e-0000-4000-8000-000000000001/net0');
+    // Without the mapping the owner is unknown: no DNAT (what the VM layer saw before it passed the mapping).
+    await svc.refresh('nat2');
+    expect(nft.tables.get(`inet ${br}`)?.join('\n')).not.toContain('dnat');
+    ownerByName.set('web/net0', '5b1c7f3e-0000-4000-8000-000000000001/net0');
+    await svc.refresh('nat2');
+    expect(nft.tables.get(`inet ${br}`)?.join('\n')).toContain(`dnat ip to ${ip}:80`);
+    // Status reports the forward by its name and no per-NIC check under the name form.
+    const checks = (await svc.get('nat2')).status.checks;
+    expect(checks.find((c) => c.name === 'forward:tcp/8080')).toMatchObject({ ok: true, message: `-> ${ip}:80` });
+    expect(checks.some((c) => c.name.includes('web/net0') && c.name.startsWith('nic:'))).toBe(false);
   });
 });
 
