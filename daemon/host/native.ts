@@ -33,6 +33,7 @@ interface Addon {
   deleteTap(name: string): void;
   PacketSocket: new (ifname: string, etherType: number, udpDstPort: number, cb: RawFrameCallback) => RawPacketSocket;
   FRAME_MAX: number;
+  packetClosesPending(): number;
   sdNotify(address: string, state: string): boolean;
 }
 
@@ -142,7 +143,11 @@ export interface PacketSocket {
   readonly closed: boolean;
   /** Sends one complete Ethernet frame (header included) out of this interface; throws NativeError. */
   send(frame: Uint8Array): void;
-  /** Stops reading and closes the socket; idempotent; no onFrame call happens after it. */
+  /**
+   * Stops reading and closes the socket; idempotent; no onFrame call happens after it and send() throws
+   * EBADF at once. The kernel side is released by a background thread (the close waits for an RCU grace
+   * period, ~13 ms), so it returns in microseconds; packetClosesPending() counts those still under way.
+   */
   close(): void;
   stats(): PacketSocketStats;
 }
@@ -182,6 +187,19 @@ export function openPacketSocket(
       return { received, truncated, sent, kernelDrops };
     },
   };
+}
+
+/**
+ * Packet socket closes handed to the addon's closer threads and not yet finished by the kernel: until
+ * then the socket still counts against the fd limit and still sees frames in the kernel (never delivered).
+ */
+export function packetClosesPending(): number {
+  return loadNative().packetClosesPending();
+}
+
+/** Resolves once every packet socket closed so far is released in the kernel (polls every `everyMs`). */
+export async function packetClosesDrained(everyMs = 2): Promise<void> {
+  while (packetClosesPending() > 0) await new Promise((resolve) => setTimeout(resolve, everyMs));
 }
 
 // ---- sd_notify -----------------------------------------------------------------------------------

@@ -8,9 +8,11 @@
 #include <linux/if_ether.h>
 #include <linux/if_packet.h>
 #include <net/if.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 #include <uv.h>
 
@@ -89,6 +91,88 @@ static void build_filter(prog *p, int ether_type, int udp_dst_port) {
   }
 }
 
+// ---- closing off the event loop -----------------------------------------------------------------
+
+// Closing a bound packet socket waits for an RCU grace period in the kernel (packet_release calls
+// synchronize_net, ~13 ms here), so 500 closes on the loop thread would block it for seconds. Closes are
+// handed to a few detached threads instead: concurrent closers share grace periods, and the loop goes on.
+// Own threads rather than libuv's pool, whose 4 threads also serve fs and dns work we must not starve.
+#define CLOSERS_MAX 32
+#define CLOSER_IDLE_SECONDS 2
+
+static pthread_mutex_t cq_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t cq_cv = PTHREAD_COND_INITIALIZER;
+static int *cq_fds;
+static size_t cq_len, cq_cap;
+static unsigned cq_threads, cq_idle;
+static double cq_pending;  // queued or being closed: for stats and tests waiting for the kernel side
+
+static void *closer_main(void *arg) {
+  (void)arg;
+  pthread_mutex_lock(&cq_mu);
+  for (;;) {
+    while (cq_len == 0) {
+      struct timespec until;
+      clock_gettime(CLOCK_REALTIME, &until);
+      until.tv_sec += CLOSER_IDLE_SECONDS;
+      cq_idle++;
+      int r = pthread_cond_timedwait(&cq_cv, &cq_mu, &until);
+      cq_idle--;
+      if (r == ETIMEDOUT && cq_len == 0) {
+        cq_threads--;
+        pthread_mutex_unlock(&cq_mu);
+        return NULL;
+      }
+    }
+    int fd = cq_fds[--cq_len];
+    pthread_mutex_unlock(&cq_mu);
+    (void)close(fd);
+    pthread_mutex_lock(&cq_mu);
+    cq_pending--;
+  }
+}
+
+// Takes ownership of fd. Falls back to a synchronous close when no queue slot or thread can be had.
+static void close_later(int fd) {
+  pthread_mutex_lock(&cq_mu);
+  if (cq_len == cq_cap) {
+    size_t cap = cq_cap == 0 ? 64 : cq_cap * 2;
+    int *grown = realloc(cq_fds, cap * sizeof *grown);
+    if (grown == NULL) {
+      pthread_mutex_unlock(&cq_mu);
+      (void)close(fd);
+      return;
+    }
+    cq_fds = grown;
+    cq_cap = cap;
+  }
+  cq_fds[cq_len++] = fd;
+  cq_pending++;
+  // One thread per queued close up to the cap: more closers in flight means more closes per grace period.
+  if (cq_idle < cq_len && cq_threads < CLOSERS_MAX) {
+    pthread_attr_t attr;
+    pthread_t t;
+    bool started = pthread_attr_init(&attr) == 0;
+    if (started) {
+      (void)pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+      (void)pthread_attr_setstacksize(&attr, 64 * 1024);
+      started = pthread_create(&t, &attr, closer_main, NULL) == 0;
+      (void)pthread_attr_destroy(&attr);
+    }
+    if (started) cq_threads++;
+  }
+  if (cq_threads == 0) {
+    // No closer could start and none runs: do it here rather than leak the fd.
+    cq_len--;
+    cq_pending--;
+    pthread_mutex_unlock(&cq_mu);
+    (void)close(fd);
+    return;
+  }
+  pthread_cond_signal(&cq_cv);
+  pthread_mutex_unlock(&cq_mu);
+}
+
 // ---- lifecycle ---------------------------------------------------------------------------------
 
 static void on_uv_closed(uv_handle_t *h) {
@@ -101,15 +185,17 @@ static void on_uv_closed(uv_handle_t *h) {
   if (ps->finalized) free(ps);
 }
 
-// Stops reading and closes the fd right away; the uv handle goes through uv_close. No N-API calls,
-// so it is safe from the env cleanup hook and the finalizer.
+// Stops reading at once and hands the fd to the closers; the uv handle goes through uv_close. No N-API
+// calls, so it is safe from the env cleanup hook and the finalizer.
 static void stop_io(psock *ps) {
   if (!ps->open) return;
   ps->open = false;
-  if (ps->uv_alive) (void)uv_poll_stop(&ps->poll);  // removes the fd from epoll before close()
-  if (ps->fd >= 0) (void)close(ps->fd);
-  ps->fd = -1;
+  if (ps->uv_alive) (void)uv_poll_stop(&ps->poll);  // removes the fd from epoll before it is closed
   if (ps->uv_alive && !uv_is_closing((uv_handle_t *)&ps->poll)) uv_close((uv_handle_t *)&ps->poll, on_uv_closed);
+  // Only after libuv let go of the fd: its number stays allocated until a closer runs, so libuv never sees
+  // a reused number under this handle.
+  if (ps->fd >= 0) close_later(ps->fd);
+  ps->fd = -1;
 }
 
 // Node waits for this hook (worker exit, env teardown) until on_uv_closed removes it.
@@ -401,6 +487,16 @@ static napi_value ps_is_open(napi_env env, napi_callback_info info) {
   return b;
 }
 
+// Packet socket closes handed off and not yet finished by the kernel.
+static napi_value ps_closes_pending(napi_env env, napi_callback_info info) {
+  pthread_mutex_lock(&cq_mu);
+  double n = cq_pending;
+  pthread_mutex_unlock(&cq_mu);
+  napi_value v;
+  NV_CALL(env, napi_create_double(env, n, &v));
+  return v;
+}
+
 napi_value nv_init_packet(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
       {"send", NULL, ps_send, NULL, NULL, NULL, napi_default, NULL},
@@ -414,5 +510,6 @@ napi_value nv_init_packet(napi_env env, napi_value exports) {
   NV_CALL(env, napi_set_named_property(env, exports, "PacketSocket", cls));
   NV_CALL(env, napi_create_uint32(env, FRAME_MAX, &frame_max));
   NV_CALL(env, napi_set_named_property(env, exports, "FRAME_MAX", frame_max));
+  NV_CALL(env, nv_set_fn(env, exports, "packetClosesPending", ps_closes_pending));
   return exports;
 }
