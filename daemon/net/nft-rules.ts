@@ -137,9 +137,11 @@ function removeChain(family: NftFamily, chain: string): string[] {
 
 /**
  * One `nft -f` batch that installs (or replaces) the guards of these NICs. Replacing is flush + re-add
- * of the NIC's own chain; a NIC that opted out of everything has its chains removed.
+ * of the NIC's own chain; a NIC that opted out of everything has its chains removed. `fresh: true` says
+ * the interfaces have no chains yet (a new tap): the other families are then left alone, so no table is
+ * created where the NIC has nothing.
  */
-export function renderGuardAdd(guards: readonly NicGuard[]): string {
+export function renderGuardAdd(guards: readonly NicGuard[], opts: { fresh?: boolean } = {}): string {
   const lines: string[] = [];
   const ensured = new Set<NftFamily>();
   const ensure = (f: NftFamily) => {
@@ -157,20 +159,40 @@ export function renderGuardAdd(guards: readonly NicGuard[]): string {
       lines.push(`add element ${t} ${NFT_PORTS_MAP} { "${c.chain}" : jump ${c.chain} }`);
     }
     // A mode change or an opt-out must not leave the previous chains behind.
-    for (const f of OUR_FAMILIES) if (!present.has(f)) lines.push(...removeChain(f, nftChainName(g.ifname)));
+    if (opts.fresh !== true) for (const f of OUR_FAMILIES) if (!present.has(f)) lines.push(...removeChain(f, nftChainName(g.ifname)));
   }
   return lines.length === 0 ? '' : lines.join('\n') + '\n';
 }
 
-/** One `nft -f` batch that removes these interfaces' chains from every table of ours; idempotent. */
-export function renderGuardRemove(ifnames: readonly string[]): string {
-  if (ifnames.length === 0) return '';
-  return OUR_FAMILIES.flatMap((f) => ifnames.flatMap((n) => removeChain(f, nftChainName(n)))).join('\n') + '\n';
+/**
+ * One `nft -f` batch that removes these interfaces' chains from our tables in `families` (default: all of
+ * them); idempotent. A family left out is not touched, so a bridge NIC's removal creates no inet/arp table.
+ */
+export function renderGuardRemove(ifnames: readonly string[], families: readonly NftFamily[] = OUR_FAMILIES): string {
+  if (ifnames.length === 0 || families.length === 0) return '';
+  return families.flatMap((f) => ifnames.flatMap((n) => removeChain(f, nftChainName(n)))).join('\n') + '\n';
+}
+
+/** Deletes our table in these families, whether or not it exists (same trick as removeChain). */
+export function renderTableDelete(families: readonly NftFamily[]): string {
+  if (families.length === 0) return '';
+  return families.flatMap((f) => [`add table ${f} ${NFT_TABLE}`, `delete table ${f} ${NFT_TABLE}`]).join('\n') + '\n';
 }
 
 /** Deletes all our tables (uninstall, tests); idempotent for the same reason as removeChain. */
 export function renderTeardown(): string {
-  return OUR_FAMILIES.flatMap((f) => [`add table ${f} ${NFT_TABLE}`, `delete table ${f} ${NFT_TABLE}`]).join('\n') + '\n';
+  return renderTableDelete(OUR_FAMILIES);
+}
+
+/** The families one NIC's guard writes to: none when it opted out of both guards. */
+export function guardFamilies(g: Pick<NicGuard, 'mode' | 'antiSpoof' | 'serverGuard'>): NftFamily[] {
+  if (g.antiSpoof === false && g.serverGuard === false) return [];
+  return familiesOf(g.mode);
+}
+
+/** True when one of our guard tables holds no interface chain and no port: nothing can need it any more. */
+export function isEmptyGuardTable(state: GuardTableState): boolean {
+  return state.chains.size === 0 && state.ports.size === 0;
 }
 
 /** What `nft -j list table` tells us about one of our tables. */

@@ -9,7 +9,18 @@ import type { Nftables } from '../host/nftables.js';
 import type { KeySpace } from '../store/store.js';
 import { validateMac } from './macs.js';
 import { isOurs, NFT_TABLE, pickName, tapName } from './names.js';
-import { OUR_FAMILIES, parseGuardTable, renderGuardAdd, renderGuardRemove, type GuardMode, type NftFamily, type NicGuard } from './nft-rules.js';
+import {
+  guardFamilies,
+  isEmptyGuardTable,
+  OUR_FAMILIES,
+  parseGuardTable,
+  renderGuardAdd,
+  renderGuardRemove,
+  renderTableDelete,
+  type GuardMode,
+  type NftFamily,
+  type NicGuard,
+} from './nft-rules.js';
 
 /** What a network driver asks for one VM NIC. MAC and IP are allocated beforehand (macs.ts, ipam.ts). */
 export interface NicSpec {
@@ -106,7 +117,11 @@ export interface NicPlumber {
   unplumbMany(ids: readonly string[]): Promise<boolean[]>;
   get(id: string): Promise<NicRecord | undefined>;
   list(): Promise<NicRecord[]>;
-  /** Reports, changes nothing. `alsoOwned`: names owned by other records (network bridges, veths). */
+  /**
+   * Reports; `alsoOwned`: names owned by other records (network bridges, veths). The one thing it removes
+   * itself is a guard table left with no chain and no port (a crash between the last NIC and its table):
+   * nothing can own that.
+   */
   sweep(opts?: { alsoOwned?: Iterable<string> }): Promise<SweepReport>;
   /** Deletes the orphans of a report (not its unfinished NICs: reconcile decides about those). */
   removeOrphans(report: SweepReport): Promise<void>;
@@ -138,6 +153,10 @@ const nextGroup = () => GROUP_BASE + (groupSeq++ & 0xffff);
 
 export const nicId = (vmId: string, nicIdPart: string) => `${vmId}/${nicIdPart}`;
 
+/** The guard tables a NIC's chains live in. */
+const specFamilies = (s: NicSpec): NftFamily[] =>
+  guardFamilies({ mode: s.bridge === undefined ? 'inet' : 'bridge', ...(s.antiSpoof === undefined ? {} : { antiSpoof: s.antiSpoof }), ...(s.serverGuard === undefined ? {} : { serverGuard: s.serverGuard }) });
+
 function sameSpec(a: NicSpec, b: NicSpec): boolean {
   return JSON.stringify(normalise(a)) === JSON.stringify(normalise(b));
 }
@@ -154,14 +173,69 @@ function toPlumbed(r: NicRecord): PlumbedNic {
 export function createNicPlumber(deps: NicPlumberDeps): NicPlumber {
   const { links, nft, records } = deps;
   const log = deps.logger?.child({ component: 'nic' });
-  // tap -> NIC id, loaded once from the records (the plumber is their only writer).
+  // tap -> NIC id, loaded once from the records (the plumber is their only writer), and tap -> the guard
+  // tables its chains live in, so the last NIC of a family knows to remove that table.
   let byTap: Map<string, string> | undefined;
+  const tapFamilies = new Map<string, readonly NftFamily[]>();
   const tapIndex = async () => {
     if (byTap === undefined) {
       byTap = new Map();
-      for (const [, r] of await records.list()) byTap.set(r.tap, r.id);
+      for (const [, r] of await records.list()) {
+        byTap.set(r.tap, r.id);
+        tapFamilies.set(r.tap, specFamilies(r.spec));
+      }
     }
     return byTap;
+  };
+  const forget = (index: Map<string, string>, taps: Iterable<string>) => {
+    for (const t of taps) {
+      index.delete(t);
+      tapFamilies.delete(t);
+    }
+  };
+
+  // Guard chains are added concurrently (shared), but deleting a table once it looks empty must not
+  // interleave with an add, or the add's fresh chain goes with the table (exclusive). In-process only:
+  // one daemon owns the tables of a host; a second writer in the same netns could still race the check.
+  let exclusive: Promise<unknown> = Promise.resolve();
+  const sharedOps = new Set<Promise<unknown>>();
+  const guardShared = async <T>(fn: () => Promise<T>): Promise<T> => {
+    await exclusive;
+    const p = fn();
+    sharedOps.add(p);
+    try {
+      return await p;
+    } finally {
+      sharedOps.delete(p);
+    }
+  };
+  const guardExclusive = <T>(fn: () => Promise<T>): Promise<T> => {
+    const run = exclusive.then(async () => {
+      await Promise.allSettled([...sharedOps]);
+      return fn();
+    });
+    exclusive = run.catch(() => undefined);
+    return run;
+  };
+
+  /**
+   * Deletes our guard table in each of these families that no NIC of ours uses and the kernel shows
+   * empty (another plumber in the same namespace may still have chains there). Deleted tables' families.
+   */
+  const pruneTables = (families: Iterable<NftFamily>): Promise<NftFamily[]> => {
+    const inUse = () => new Set([...tapFamilies.values()].flat());
+    const candidates = [...new Set(families)].filter((f) => !inUse().has(f));
+    if (candidates.length === 0) return Promise.resolve([]);
+    return guardExclusive(async () => {
+      const empty: NftFamily[] = [];
+      for (const f of candidates) {
+        if (inUse().has(f)) continue;
+        const json = await nft.listTable(f, NFT_TABLE);
+        if (json !== undefined && isEmptyGuardTable(parseGuardTable(f, json))) empty.push(f);
+      }
+      await nft.apply(renderTableDelete(empty));
+      return empty;
+    });
   };
   // One operation per NIC id at a time; different NICs proceed concurrently. A batch queues behind every
   // earlier operation on any of its ids, registered synchronously so two batches cannot deadlock.
@@ -186,7 +260,8 @@ export function createNicPlumber(deps: NicPlumberDeps): NicPlumber {
     const guard: NicGuard = { ifname: tap, mode, mac: spec.mac, ...(spec.ipv4 === undefined ? {} : { ipv4: spec.ipv4 }) };
     if (spec.antiSpoof !== undefined) guard.antiSpoof = spec.antiSpoof;
     if (spec.serverGuard !== undefined) guard.serverGuard = spec.serverGuard;
-    return { linkOps, guard, nftScript: renderGuardAdd([guard]) };
+    // A tap the plumber just made has no chains anywhere: nothing to replace.
+    return { linkOps, guard, nftScript: renderGuardAdd([guard], { fresh: true }) };
   };
 
   /** Deletes these taps if they exist, in one ip -batch: group them, delete the group. */
@@ -207,8 +282,12 @@ export function createNicPlumber(deps: NicPlumberDeps): NicPlumber {
     }
   };
 
-  /** Removes whatever exists of these NICs' kernel objects, in reverse plumbing order; collects failures. */
-  const teardown = async (taps: readonly string[]): Promise<Error[]> => {
+  /**
+   * Removes whatever exists of these NICs' kernel objects; collects failures. The guard chains and the taps
+   * go concurrently (two processes, each waiting on the kernel): a deleted tap sends nothing for a guard to
+   * check, and a chain without its tap matches nothing.
+   */
+  const teardown = async (taps: readonly string[], families: readonly NftFamily[]): Promise<Error[]> => {
     const errors: Error[] = [];
     const attempt = async (fn: () => unknown) => {
       try {
@@ -219,9 +298,8 @@ export function createNicPlumber(deps: NicPlumberDeps): NicPlumber {
     };
     const dhcp = deps.dhcp;
     if (dhcp) for (const tap of taps) await attempt(() => dhcp.detach(tap));
-    await attempt(() => nft.apply(renderGuardRemove(taps)));
     // Deleting a tap also releases it from its bridge.
-    await attempt(() => deleteTaps(taps));
+    await Promise.all([attempt(() => nft.apply(renderGuardRemove(taps, families))), attempt(() => deleteTaps(taps))]);
     return errors;
   };
 
@@ -232,7 +310,8 @@ export function createNicPlumber(deps: NicPlumberDeps): NicPlumber {
       const removing = recs.map((r): NicRecord => ({ ...r, phase: 'removing' }));
       await putAll(removing);
       crashPoint('removing');
-      const errors = await teardown(recs.map((r) => r.tap));
+      const families = [...new Set(recs.flatMap((r) => specFamilies(r.spec)))];
+      const errors = await teardown(recs.map((r) => r.tap), families);
       if (errors.length > 0) {
         // The records stay in `removing` with the reason: the next unplumb or a sweep sees the leftovers.
         const why = errors.map(errorMessage).join('; ');
@@ -240,9 +319,10 @@ export function createNicPlumber(deps: NicPlumberDeps): NicPlumber {
         throw new AppError('HOST_ERROR', `unplumb ${recs.map((r) => r.id).join(', ')}: ${why}`, { cause: errors[0] });
       }
       await records.batch(recs.map((r) => ({ type: 'del' as const, key: r.id })));
-      const index = await tapIndex();
-      for (const r of recs) index.delete(r.tap);
-      log?.debug({ count: recs.length }, 'nics unplumbed');
+      forget(await tapIndex(), recs.map((r) => r.tap));
+      // The last NIC of a family takes our table there with it: delete leaves nothing.
+      const dropped = await pruneTables(families);
+      log?.debug({ count: recs.length, tablesRemoved: dropped }, 'nics unplumbed');
     }
     return found.map((r) => r !== undefined);
   };
@@ -272,6 +352,7 @@ export function createNicPlumber(deps: NicPlumberDeps): NicPlumber {
     const recs: NicRecord[] = todo.map(({ spec, id }) => {
       const tap = pickName((a) => tapName(spec.vmId, spec.nicId, a), id, (n) => index.get(n));
       index.set(tap, id);
+      tapFamilies.set(tap, specFamilies(spec));
       return { id, tap, spec, phase: 'pending' };
     });
     const plans = recs.map((r) => describe(r.spec, r.tap));
@@ -308,8 +389,9 @@ export function createNicPlumber(deps: NicPlumberDeps): NicPlumber {
       }
       await step('guard');
       failedId = undefined;
-      revert.add(() => nft.apply(renderGuardRemove(taps)));
-      await nft.apply(renderGuardAdd(plans.map((p) => p.guard)));
+      const families = [...new Set(recs.flatMap((r) => specFamilies(r.spec)))];
+      revert.add(() => nft.apply(renderGuardRemove(taps, families)));
+      await guardShared(() => nft.apply(renderGuardAdd(plans.map((p) => p.guard), { fresh: true })));
       const plumbed = recs.map(toPlumbed);
       if (deps.dhcp) {
         await step('dhcp');
@@ -331,7 +413,8 @@ export function createNicPlumber(deps: NicPlumberDeps): NicPlumber {
       const undoErrors = await revert.fail();
       if (undoErrors.length === 0) {
         await records.batch(recs.map((r) => ({ type: 'del' as const, key: r.id })));
-        for (const t of taps) index.delete(t);
+        forget(index, taps);
+        await pruneTables(OUR_FAMILIES).catch((pe: unknown) => log?.warn({ err: pe }, 'could not remove an empty guard table'));
       } else {
         // Leave the records unfinished, with the reason, so a sweep or the next plumb finds the leftovers.
         const undo = undoErrors.map(errorMessage).join('; ');
@@ -376,6 +459,9 @@ export function createNicPlumber(deps: NicPlumberDeps): NicPlumber {
       const owned = new Set<string>([...recs.map((r) => r.tap), ...(opts.alsoOwned ?? [])]);
       const orphanLinks = (await links.list(isOurs)).filter((l) => !owned.has(l.name)).map((l) => ({ name: l.name, kind: l.kind }));
       const orphanChains: SweepReport['orphanChains'] = [];
+      await tapIndex();
+      const removed = await pruneTables(OUR_FAMILIES);
+      if (removed.length > 0) log?.info({ families: removed }, 'removed guard tables with no chain left');
       for (const family of OUR_FAMILIES) {
         const json = await nft.listTable(family, NFT_TABLE);
         if (json === undefined) continue;
@@ -390,7 +476,12 @@ export function createNicPlumber(deps: NicPlumberDeps): NicPlumber {
 
     async removeOrphans(report) {
       const chains = [...new Set(report.orphanChains.map((c) => c.chain))];
-      if (chains.length > 0) await nft.apply(renderGuardRemove(chains));
+      const families = [...new Set(report.orphanChains.map((c) => c.family))];
+      if (chains.length > 0) {
+        await nft.apply(renderGuardRemove(chains, families));
+        await tapIndex();
+        await pruneTables(families);
+      }
       for (const l of report.orphanLinks) {
         if (l.kind === 'tap') {
           await links.deleteTap(l.name);

@@ -77,9 +77,11 @@ describe.skipIf(why !== undefined)(`nic leaks and kill -9${why ? ` (skipped: ${w
     const routes = ns.exec('ip', ['route', 'show', 'table', 'all']).split('\n').filter((l) => /nvt/.test(l));
     const ruleset = ns.exec('nft', ['list', 'ruleset']);
     const chains = [...ruleset.matchAll(/nvt[a-z2-7]{10}/g)].map((m) => m[0]);
-    return { ourLinks, addrs, routes, chains };
+    // Our guard tables go with the last NIC: "delete leaves nothing" includes them.
+    const tables = ns.exec('nft', ['list', 'tables']).split('\n').filter((l) => / nodevirt$/.test(l));
+    return { ourLinks, addrs, routes, chains, tables };
   };
-  const clean = { ourLinks: [], addrs: [], routes: [], chains: [] };
+  const clean = { ourLinks: [], addrs: [], routes: [], chains: [], tables: [] };
   const hostLinks = () => new Set((JSON.parse(spawnSync('ip', ['-j', 'link', 'show'], { encoding: 'utf8' }).stdout) as Array<{ ifname: string }>).map((l) => l.ifname));
 
   const withPlumber = async <T>(state: string, fn: (p: ReturnType<typeof createNicPlumber>, records: () => Promise<NicRecord[]>) => Promise<T>) => {
@@ -101,6 +103,7 @@ describe.skipIf(why !== undefined)(`nic leaks and kill -9${why ? ` (skipped: ${w
     await withPlumber(state, async (p, records) => {
       const nics = await p.plumbMany(specs);
       const during = snapshot();
+      expect(during.tables.sort()).toEqual(['table arp nodevirt', 'table bridge nodevirt', 'table inet nodevirt']);
       expect(during.ourLinks.sort()).toEqual(nics.map((n) => n.tap).sort());
       expect(new Set(during.chains)).toEqual(new Set(nics.map((n) => n.tap)));
       expect((await records()).every((r) => r.phase === 'finished')).toBe(true);

@@ -2,7 +2,7 @@
 // own chain and map element), and parsing `nft -j list table` output.
 import { describe, expect, it } from 'vitest';
 import { tapName } from '../../../daemon/net/names.js';
-import { describeNicGuard, parseGuardTable, renderGuardAdd, renderGuardRemove, renderTeardown } from '../../../daemon/net/nft-rules.js';
+import { describeNicGuard, guardFamilies, parseGuardTable, renderGuardAdd, renderGuardRemove, renderTableDelete, renderTeardown } from '../../../daemon/net/nft-rules.js';
 
 const T1 = tapName('vm1', 'nic0');
 const T2 = tapName('vm2', 'nic0');
@@ -96,6 +96,19 @@ describe('render', () => {
     }
     expect(renderGuardRemove([])).toBe('');
     expect(renderTeardown()).toContain('delete table arp nodevirt');
+  });
+
+  it('a fresh add and a remove limited to families touch no other table', () => {
+    const fresh = renderGuardAdd([{ ifname: T1, mode: 'bridge', mac: '0e:00:00:00:00:01' }], { fresh: true });
+    expect(fresh).not.toMatch(/ (inet|arp) nodevirt/);
+    const routed = renderGuardAdd([{ ifname: T1, mode: 'inet', mac: '0e:00:00:00:00:01' }], { fresh: true });
+    expect(routed).not.toMatch(/ bridge nodevirt/);
+    expect(renderGuardRemove([T1], ['bridge'])).not.toMatch(/ (inet|arp) nodevirt/);
+    expect(renderGuardRemove([T1], [])).toBe('');
+    expect(renderTableDelete(['inet'])).toBe('add table inet nodevirt\ndelete table inet nodevirt\n');
+    expect(guardFamilies({ mode: 'bridge' })).toEqual(['bridge']);
+    expect(guardFamilies({ mode: 'inet', antiSpoof: false })).toEqual(['inet', 'arp']);
+    expect(guardFamilies({ mode: 'inet', antiSpoof: false, serverGuard: false })).toEqual([]);
   });
 });
 

@@ -158,7 +158,9 @@ describe('unplumbMany', () => {
     const log = links.log.slice(logBefore);
     expect(log.slice(0, 4)).toEqual(nics.map((n) => expect.stringMatching(new RegExp(`^link set dev ${n.tap} group \\d+$`))));
     expect(log.slice(4)).toEqual([expect.stringMatching(/^link del group \d+$/)]);
-    expect(nft.batches.length).toBe(batches + 1);
+    // One batch for the chains, one that deletes the guard table the last NIC left empty.
+    expect(nft.batches.length).toBe(batches + 2);
+    expect(nft.batches.at(-1)).toBe('add table bridge nodevirt\ndelete table bridge nodevirt\n');
     expect(attached.size).toBe(0);
     expect(await leftovers(links, nft, { list: () => records.list() })).toEqual({ taps: [], chains: [], records: 0 });
     expect(await links.get(BR)).toBeDefined();

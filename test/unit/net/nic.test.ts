@@ -9,7 +9,7 @@ import type { Links } from '../../../daemon/host/links.js';
 import { createFakeNftables, type FakeNftables } from '../../../daemon/host/nftables-fake.js';
 import { isAppError } from '../../../daemon/lib/errors.js';
 import { bridgeName, tapName } from '../../../daemon/net/names.js';
-import { parseGuardTable, renderGuardAdd, type NftFamily } from '../../../daemon/net/nft-rules.js';
+import { parseGuardTable, renderGuardAdd, renderGuardRemove, type NftFamily } from '../../../daemon/net/nft-rules.js';
 import { createNicPlumber, type DhcpPort, type NicRecord, type NicSpec, type PlumbedNic } from '../../../daemon/net/nic.js';
 import { createStore, type Store } from '../../../daemon/store/store.js';
 
@@ -86,7 +86,7 @@ describe('plumb', () => {
     expect(plan.linkOps).toEqual([{ op: 'set', name: tap, mtu: 1450, master: BR, up: true }]);
     expect(plumber.describe(spec(0, { bridge: undefined }), tap).linkOps).toEqual([{ op: 'set', name: tap, mtu: 1450, up: true }]);
     expect(plan.guard).toEqual({ ifname: tap, mode: 'bridge', mac: '0e:00:00:00:00:01', ipv4: '10.0.0.2' });
-    expect(plan.nftScript).toBe(renderGuardAdd([plan.guard]));
+    expect(plan.nftScript).toBe(renderGuardAdd([plan.guard], { fresh: true }));
     expect(plumber.describe(spec(0, { bridge: undefined, antiSpoof: false }), tap).guard).toMatchObject({ mode: 'inet', antiSpoof: false });
   });
 
@@ -270,5 +270,74 @@ describe('crash and sweep', () => {
     expect(await links.get('vnet0')).toBeDefined();
     expect(await links.get('eth0')).toBeDefined();
     expect((await chains(nft, 'bridge')).get(kept.tap)).toBe(9);
+    // The orphan was the only chain in inet and arp: those tables went with it.
+    expect(await nft.listTable('inet', 'nodevirt')).toBeUndefined();
+    expect(await nft.listTable('arp', 'nodevirt')).toBeUndefined();
+  });
+
+  it('sweep removes a guard table a crash left with no chain', async () => {
+    const { plumber, nft } = setup();
+    const t = tapName('crashed', 'nic0');
+    // Plumbed and unplumbed by a process that died before pruning: the table and its map are left.
+    await nft.apply(renderGuardAdd([{ ifname: t, mode: 'bridge', mac: '0e:00:00:00:00:97' }]));
+    await nft.apply(renderGuardRemove([t], ['bridge']));
+    expect(await nft.listTable('bridge', 'nodevirt')).toBeDefined();
+    expect(await plumber.sweep({ alsoOwned: [BR] })).toEqual({ orphanLinks: [], orphanChains: [], unfinished: [] });
+    expect(await nft.listTable('bridge', 'nodevirt')).toBeUndefined();
+  });
+});
+
+describe('guard tables', () => {
+  const tables = async (nft: FakeNftables) => {
+    const out: string[] = [];
+    for (const f of ['bridge', 'inet', 'arp'] as const) if ((await nft.listTable(f, 'nodevirt')) !== undefined) out.push(f);
+    return out;
+  };
+
+  it('go with the last NIC of their family, and a bridged NIC never creates inet or arp tables', async () => {
+    const { plumber, nft } = setup();
+    const a = await plumber.plumb(spec(0));
+    const b = await plumber.plumb(spec(1));
+    expect(await tables(nft)).toEqual(['bridge']);
+    await plumber.unplumb(a.id);
+    expect(await tables(nft)).toEqual(['bridge']);
+    await plumber.unplumb(b.id);
+    expect(await tables(nft)).toEqual([]);
+
+    const r = await plumber.plumb(spec(2, { bridge: undefined }));
+    const br = await plumber.plumb(spec(3));
+    expect(await tables(nft)).toEqual(['bridge', 'inet', 'arp']);
+    await plumber.unplumb(r.id);
+    expect(await tables(nft)).toEqual(['bridge']);
+    await plumber.unplumb(br.id);
+    expect(await tables(nft)).toEqual([]);
+  });
+
+  it('stay while another plumber in the same namespace has a chain in them', async () => {
+    const one = setup();
+    const other = createNicPlumber({ links: one.links, nft: one.nft, records: store.sublevel<NicRecord>(`nics${space++}`) });
+    const mine = await one.plumber.plumb(spec(0));
+    const theirs = await other.plumb(spec(1));
+    await one.plumber.unplumb(mine.id);
+    expect((await chains(one.nft, 'bridge')).get(theirs.tap)).toBe(9);
+    await other.unplumb(theirs.id);
+    expect(await tables(one.nft)).toEqual([]);
+  });
+
+  it('a plumb racing the removal of the last NIC keeps its chain', async () => {
+    const { plumber, nft } = setup();
+    const a = await plumber.plumb(spec(0));
+    const [, b] = await Promise.all([plumber.unplumb(a.id), plumber.plumb(spec(1))]);
+    expect((await chains(nft, 'bridge')).get(b.tap)).toBe(9);
+    await plumber.unplumb(b.id);
+    expect(await tables(nft)).toEqual([]);
+  });
+
+  it('an opted-out NIC has no table to remove', async () => {
+    const { plumber, nft } = setup();
+    const a = await plumber.plumb(spec(0, { antiSpoof: false, serverGuard: false }));
+    expect(await tables(nft)).toEqual([]);
+    await plumber.unplumb(a.id);
+    expect(await tables(nft)).toEqual([]);
   });
 });
