@@ -16,6 +16,7 @@ import { healthzRoutes } from './routes/healthz.js';
 import { leaseRoutes, type LeaseQuery } from './routes/leases.js';
 import { networkRoutes, type NetworkApi } from './routes/networks.js';
 import { vmRoutes, type VmApi } from './routes/vms.js';
+import { consoleRoutes, type ConsoleApi, type VncApi } from './routes/console.js';
 import { nodeRoutes } from './routes/node.js';
 import { tokenRoutes } from './routes/tokens.js';
 
@@ -33,6 +34,9 @@ export interface AppDeps {
   networks?: NetworkApi;
   /** VMs (vm/vm-service.ts). Optional until main.ts wires it; the routes answer 500 without it. */
   vms?: VmApi;
+  /** Serial console multiplexer (vm/console.ts) and VNC proxy (vm/vnc.ts); the WebSocket routes answer 500 without them. */
+  console?: ConsoleApi;
+  vnc?: VncApi;
   version: string;
   /** Check every response against the spec; a mismatch becomes 500 RESPONSE_INVALID. Tests turn it on. */
   validateResponses?: boolean;
@@ -70,6 +74,7 @@ export function createApp(deps: AppDeps): Koa {
     ...leaseRoutes({ leases: deps.leases }),
     ...networkRoutes({ networks: deps.networks }),
     ...vmRoutes({ vms: deps.vms }),
+    ...consoleRoutes({ console: deps.console, vnc: deps.vnc }),
     ...docsRoutes(deps),
   };
 

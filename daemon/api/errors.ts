@@ -91,6 +91,8 @@ export function toProblem(err: unknown, ctx: { path: string; requestId: string |
     const allow = app?.extra?.allow;
     if (Array.isArray(allow)) headers.Allow = allow.join(', ');
   }
+  // RFC 9110 15.5.22: a 426 names the protocol to switch to.
+  if (code === 'UPGRADE_REQUIRED') headers.Upgrade = 'websocket';
   if (code === 'UNAUTHENTICATED') {
     // RFC 6750: a presented but unusable token is invalid_token; a missing one gets the bare challenge.
     headers['WWW-Authenticate'] = app?.extra?.tokenPresented ? 'Bearer realm="nodevirt", error="invalid_token"' : 'Bearer realm="nodevirt"';

@@ -26,7 +26,7 @@ export interface Input<K extends OperationId> {
 }
 
 type Responses<K extends OperationId> = Op<K>['responses'];
-type SuccessStatus<K extends OperationId> = Extract<keyof Responses<K>, 200 | 201 | 202 | 204>;
+type SuccessStatus<K extends OperationId> = Extract<keyof Responses<K>, 101 | 200 | 201 | 202 | 204>;
 type ReplyBody<R> = R extends { content: { 'application/json': infer B } }
   ? B
   : R extends { content?: never }

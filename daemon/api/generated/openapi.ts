@@ -438,6 +438,52 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/vms/{name}/console": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The VM's name. */
+                name: components["parameters"]["VmName"];
+            };
+            cookie?: never;
+        };
+        /**
+         * The VM's serial console over a WebSocket
+         * @description A WebSocket (RFC 6455) upgrade only: a plain GET answers 426 UPGRADE_REQUIRED. Binary frames carry the console's raw bytes; input may be binary or text frames (taken as UTF-8 bytes). Several clients may read at once; one may write (`?mode=rw`); the others are read-only and their input is ignored. Each new client first gets the last 16 KiB of output (so it sees the prompt). The daemon holds one connection to QEMU's serial socket while any client is connected and closes it when the last leaves. Close codes: 4001 the VM stopped, 4008 the client fell more than 1 MiB behind and was dropped, 4009 the guest did not read the writer's input, 1011 the connection to QEMU broke, 1001 the daemon stops. Over TCP the bearer token is checked before the upgrade (401 without one).
+         */
+        get: operations["vmConsole"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/vms/{name}/vnc": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The VM's name. */
+                name: components["parameters"]["VmName"];
+            };
+            cookie?: never;
+        };
+        /**
+         * The VM's VNC display over a WebSocket (noVNC)
+         * @description A WebSocket (RFC 6455) upgrade only: a plain GET answers 426 UPGRADE_REQUIRED. Each client gets its own connection to QEMU's VNC unix socket; binary frames carry the RFB protocol both ways. The subprotocol `binary` is accepted when asked for (noVNC does). Close codes: 4001 the VM stopped, 1011 the VNC server closed the connection, 1001 the daemon stops. Over TCP the bearer token is checked before the upgrade.
+         */
+        get: operations["vmVnc"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/openapi.json": {
         parameters: {
             query?: never;
@@ -2212,6 +2258,117 @@ export interface operations {
             };
             /** @description VM_NOT_RUNNING (it is off). */
             409: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            "4XX": components["responses"]["ClientError"];
+            "5XX": components["responses"]["ServerError"];
+        };
+    };
+    vmConsole: {
+        parameters: {
+            query?: {
+                /** @description `ro` (default) reads; `rw` also writes, if no other client writes (else 409 CONSOLE_BUSY). */
+                mode?: "ro" | "rw";
+            };
+            header?: never;
+            path: {
+                /** @description The VM's name. */
+                name: components["parameters"]["VmName"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Switching Protocols; the connection is now a WebSocket. */
+            101: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description No such VM (code VM_NOT_FOUND). */
+            404: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The VM is not running (VM_NOT_RUNNING) or another client holds the writer role (CONSOLE_BUSY). */
+            409: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not a WebSocket upgrade request (UPGRADE_REQUIRED). */
+            426: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            "4XX": components["responses"]["ClientError"];
+            "5XX": components["responses"]["ServerError"];
+        };
+    };
+    vmVnc: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The VM's name. */
+                name: components["parameters"]["VmName"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Switching Protocols; the connection is now a WebSocket carrying RFB. */
+            101: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description No such VM (code VM_NOT_FOUND). */
+            404: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The VM is not running (VM_NOT_RUNNING). */
+            409: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not a WebSocket upgrade request (UPGRADE_REQUIRED). */
+            426: {
                 headers: {
                     "X-Request-Id": components["headers"]["X-Request-Id"];
                     [name: string]: unknown;
