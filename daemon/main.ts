@@ -28,6 +28,8 @@ import { createImageStore } from './storage/images.js';
 import { createPathGuard } from './storage/paths.js';
 import { createQemuImg } from './storage/qemu-img.js';
 import { createVmService, type VmRecord } from './vm/vm-service.js';
+import { createConsoleService } from './vm/console.js';
+import { createVncProxy } from './vm/vnc.js';
 import { createLinks } from './host/links.js';
 import { createNftables } from './host/nftables.js';
 import { createNetHost } from './net/network-host.js';
@@ -198,9 +200,16 @@ async function serve(config: Config, configSource: string | null, logger: Logger
   });
   if (adopted.length) logger.info({ vms: adopted }, 'adopted running VMs');
 
+  // Serial console (one QEMU connection per VM, fanned out) and VNC (one per client) for the WebSocket routes.
+  const guestLocator = { domainOf: async (vm: string) => (await vms.get(vm)).status.domain };
+  const consoles = createConsoleService({ vms: guestLocator, libvirt, logger });
+  closers.push({ name: 'console', close: () => consoles.stop() });
+  const vnc = createVncProxy({ vms: guestLocator, libvirt, logger });
+  closers.push({ name: 'vnc', close: () => vnc.stop() });
+
   // transport
   const spec = await loadApiSpec();
-  const app = createApp({ logger, spec, node, tokens, leases, networks, vms, version: VERSION });
+  const app = createApp({ logger, spec, node, tokens, leases, networks, vms, console: consoles, vnc, version: VERSION });
   const servers = await startServers({
     app,
     logger,
