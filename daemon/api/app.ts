@@ -16,6 +16,8 @@ import { healthzRoutes } from './routes/healthz.js';
 import { leaseRoutes, type LeaseQuery } from './routes/leases.js';
 import { networkRoutes, type NetworkApi } from './routes/networks.js';
 import { vmRoutes, type VmApi } from './routes/vms.js';
+import { operationRoutes } from './routes/operations.js';
+import type { Operations } from '../ops/types.js';
 import { consoleRoutes, type ConsoleApi, type VncApi } from './routes/console.js';
 import { nodeRoutes } from './routes/node.js';
 import { tokenRoutes } from './routes/tokens.js';
@@ -34,6 +36,8 @@ export interface AppDeps {
   networks?: NetworkApi;
   /** VMs (vm/vm-service.ts). Optional until main.ts wires it; the routes answer 500 without it. */
   vms?: VmApi;
+  /** Async operations (ops/operations.ts). Optional until main.ts wires it; the routes answer 500 without it. */
+  ops?: Operations;
   /** Serial console multiplexer (vm/console.ts) and VNC proxy (vm/vnc.ts); the WebSocket routes answer 500 without them. */
   console?: ConsoleApi;
   vnc?: VncApi;
@@ -74,6 +78,7 @@ export function createApp(deps: AppDeps): Koa {
     ...leaseRoutes({ leases: deps.leases }),
     ...networkRoutes({ networks: deps.networks }),
     ...vmRoutes({ vms: deps.vms }),
+    ...operationRoutes({ ops: deps.ops }),
     ...consoleRoutes({ console: deps.console, vnc: deps.vnc }),
     ...docsRoutes(deps),
   };

@@ -484,6 +484,53 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/operations": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * List operations
+         * @description Running operations and finished ones not yet expired (finished operations stay readable for 15 minutes, at most the newest 1000), oldest first. Operations live in memory: a daemon restart forgets them.
+         */
+        get: operations["operationsList"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/operations/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The operation's id (from the Location of a 202). */
+                id: components["parameters"]["OperationId"];
+            };
+            cookie?: never;
+        };
+        /**
+         * One operation, optionally waiting for it to end
+         * @description With `?wait=N` the answer comes when the operation ends or after N seconds, whichever is first (a long poll); either way it is 200 with the operation as it is then. A failed operation is still 200 here: its `error` holds the code and status the failure maps to.
+         */
+        get: operations["operationGet"];
+        put?: never;
+        post?: never;
+        /**
+         * Cancel an operation
+         * @description Aborts the operation's work. The work stops at its next safe point and the operation ends as `cancelled` (error code OPERATION_CANCELLED); work that completes anyway stays `succeeded`. Cancelling a finished operation changes nothing. `cancelRequested` is true from now on. With `?wait=N` the answer waits up to N seconds for the operation to end.
+         */
+        delete: operations["operationCancel"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/openapi.json": {
         parameters: {
             query?: never;
@@ -1026,6 +1073,51 @@ export interface components {
             /** @description Dry run only; the libvirt domain XML a start would define. */
             domainXml?: string;
         };
+        /**
+         * @description A random operation id (a lower-case UUID).
+         * @example 0b7e4c52-6f3a-4d0e-9a57-3c1f2e8d9b10
+         */
+        OperationId: string;
+        /** @description Slow work running in the background, with its progress and, once ended, its result or error. */
+        Operation: {
+            id: components["schemas"]["OperationId"];
+            /**
+             * @description What the work is, e.g. vm.start or image.import.
+             * @example vm.start
+             */
+            kind: string;
+            /**
+             * @description What it works on, e.g. vms/web1.
+             * @example vms/web1
+             */
+            target: string;
+            /** @enum {string} */
+            status: "running" | "succeeded" | "failed" | "cancelled";
+            progress: {
+                /** @description Never goes back; 100 once succeeded. */
+                percent: number;
+                /** @description A short human line, e.g. "copying 40 of 512 MiB". */
+                message?: string;
+            };
+            /** Format: date-time */
+            createdAt: string;
+            /** Format: date-time */
+            updatedAt: string;
+            /** @description True once a cancel was asked for (the work may still complete). */
+            cancelRequested?: boolean;
+            /** @description Once succeeded: what the synchronous call would have answered (e.g. a Vm); its shape depends on `kind`. */
+            result?: unknown;
+            /** @description Once failed or cancelled (OPERATION_CANCELLED, 409) the code and status the error maps to. */
+            error?: {
+                code: string;
+                message: string;
+                status: number;
+                errors?: components["schemas"]["ProblemIssue"][];
+            };
+        };
+        OperationList: {
+            items: components["schemas"]["Operation"][];
+        };
         /** @description An RFC 9457 problem detail with nodevirt's stable error code. */
         Problem: {
             /**
@@ -1200,6 +1292,18 @@ export interface components {
         };
     };
     responses: {
+        /** @description The work runs as an operation: follow Location (GET it, with ?wait=N to long-poll) for its progress and its result, or DELETE it to cancel. */
+        OperationAccepted: {
+            headers: {
+                "X-Request-Id": components["headers"]["X-Request-Id"];
+                /** @description The operation, /v1/operations/{id}. */
+                Location: string;
+                [name: string]: unknown;
+            };
+            content: {
+                "application/json": components["schemas"]["Operation"];
+            };
+        };
         /**
          * @description The request was rejected. Codes: VALIDATION_FAILED, MALFORMED_JSON (400), UNAUTHENTICATED (401),
          *     NOT_FOUND, ROUTE_NOT_FOUND (404), METHOD_NOT_ALLOWED (405), CONFLICT (409), BODY_TOO_LARGE (413),
@@ -1232,6 +1336,10 @@ export interface components {
         TokenName: components["schemas"]["TokenName"];
         /** @description The VM's name. */
         VmName: components["schemas"]["VmName"];
+        /** @description The operation's id (from the Location of a 202). */
+        OperationId: components["schemas"]["OperationId"];
+        /** @description Seconds to wait for the operation to end before answering (0..3600). On an action that runs as an operation: ended in time and succeeded is 200 with the finished Operation (`result` holds what the synchronous call would have answered); ended and failed is the same problem (status and code) the synchronous call would have given; still running is 202 as without `wait`. */
+        Wait: number;
     };
     requestBodies: never;
     headers: {
@@ -2369,6 +2477,107 @@ export interface operations {
             };
             /** @description Not a WebSocket upgrade request (UPGRADE_REQUIRED). */
             426: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            "4XX": components["responses"]["ClientError"];
+            "5XX": components["responses"]["ServerError"];
+        };
+    };
+    operationsList: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The operations. */
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OperationList"];
+                };
+            };
+            "4XX": components["responses"]["ClientError"];
+            "5XX": components["responses"]["ServerError"];
+        };
+    };
+    operationGet: {
+        parameters: {
+            query?: {
+                /** @description Seconds to wait for the operation to end before answering (0..3600). On an action that runs as an operation: ended in time and succeeded is 200 with the finished Operation (`result` holds what the synchronous call would have answered); ended and failed is the same problem (status and code) the synchronous call would have given; still running is 202 as without `wait`. */
+                wait?: components["parameters"]["Wait"];
+            };
+            header?: never;
+            path: {
+                /** @description The operation's id (from the Location of a 202). */
+                id: components["parameters"]["OperationId"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The operation. */
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Operation"];
+                };
+            };
+            /** @description No such operation, or it finished and expired (code OPERATION_NOT_FOUND). */
+            404: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            "4XX": components["responses"]["ClientError"];
+            "5XX": components["responses"]["ServerError"];
+        };
+    };
+    operationCancel: {
+        parameters: {
+            query?: {
+                /** @description Seconds to wait for the operation to end before answering (0..3600). On an action that runs as an operation: ended in time and succeeded is 200 with the finished Operation (`result` holds what the synchronous call would have answered); ended and failed is the same problem (status and code) the synchronous call would have given; still running is 202 as without `wait`. */
+                wait?: components["parameters"]["Wait"];
+            };
+            header?: never;
+            path: {
+                /** @description The operation's id (from the Location of a 202). */
+                id: components["parameters"]["OperationId"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The operation after the cancel request. */
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Operation"];
+                };
+            };
+            /** @description No such operation, or it finished and expired (code OPERATION_NOT_FOUND). */
+            404: {
                 headers: {
                     "X-Request-Id": components["headers"]["X-Request-Id"];
                     [name: string]: unknown;

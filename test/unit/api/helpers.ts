@@ -18,6 +18,7 @@ import { createFakeNetHost } from '../../../daemon/net/network-host.js';
 import { createNetworkService } from '../../../daemon/net/network-service.js';
 import { createStore, type KeySpace, type Store } from '../../../daemon/store/store.js';
 import { createTestVmService } from './vm-harness.js';
+import { createOperations } from '../../../daemon/ops/operations.js';
 
 let specPromise: Promise<ApiSpec> | undefined;
 export function spec(): Promise<ApiSpec> {
@@ -76,6 +77,7 @@ export async function startApp(opts: { transport?: Transport; node?: { info(): P
       return createNetworkService({ store, adapters: { links, nft: createFakeNftables(), host: createFakeNetHost(links) } });
     })(),
     vms: createTestVmService(store, join(dir, 'vm-root')).vms,
+    ops: createOperations(),
     version: '0.1.0-test',
     validateResponses: true,
   });
