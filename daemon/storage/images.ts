@@ -22,8 +22,11 @@ export interface ImageStore {
   /** A new qcow2 overlay at `overlayPath` on the image at `basePath`; returns the overlay's facts. */
   createOverlay(basePath: string, overlayPath: string): Promise<ImageFacts>;
   createEmptyVolume(path: string, sizeBytes: number, format?: ImageFormat): Promise<ImageFacts>;
-  /** Copies (and converts) an image into a new standalone volume (no backing file). */
-  copyToVolume(imagePath: string, volumePath: string, opts?: { format?: ImageFormat; onProgress?: (percent: number) => void }): Promise<ImageFacts>;
+  /**
+   * Copies (and converts) an image into a new standalone volume (no backing file), grown to `sizeBytes` when
+   * that is larger than the image; the volume appears under its name only once complete.
+   */
+  copyToVolume(imagePath: string, volumePath: string, opts?: { format?: ImageFormat; sizeBytes?: number; onProgress?: (percent: number) => void }): Promise<ImageFacts>;
 }
 
 /** Deeper chains are legitimate but rare; a bound stops a crafted loop of headers. */
@@ -108,7 +111,14 @@ export function createImageStore(deps: { qemuImg: QemuImg; guard: PathGuard }): 
     async copyToVolume(imagePath, volumePath, opts = {}) {
       const image = await inspect(imagePath);
       const path = await freshTarget(volumePath);
-      await atomically(path, (tmp) => qemuImg.convert({ path: image.path, format: image.format }, { path: tmp, format: opts.format ?? 'qcow2' }, opts.onProgress));
+      const format = opts.format ?? 'qcow2';
+      if (opts.sizeBytes !== undefined && opts.sizeBytes < image.virtualSize) {
+        throw new AppError('VM_SPEC_INVALID', `volume size ${opts.sizeBytes} is smaller than the image (${image.virtualSize} bytes)`);
+      }
+      await atomically(path, async (tmp) => {
+        await qemuImg.convert({ path: image.path, format: image.format }, { path: tmp, format }, opts.onProgress);
+        if (opts.sizeBytes !== undefined && opts.sizeBytes > image.virtualSize) await qemuImg.resize(tmp, format, opts.sizeBytes);
+      });
       return inspect(path);
     },
   };

@@ -26,6 +26,8 @@ export interface QemuImg {
   /** A qcow2 overlay on `backing` (absolute path, explicit format so qemu never probes it). */
   createOverlay(path: string, backing: { path: string; format: ImageFormat }): Promise<void>;
   convert(src: { path: string; format: ImageFormat }, dst: { path: string; format: ImageFormat }, onProgress?: (percent: number) => void): Promise<void>;
+  /** Grows the image to `sizeBytes` (never shrinks: qemu-img refuses a smaller size without --shrink). */
+  resize(path: string, format: ImageFormat, sizeBytes: number): Promise<void>;
 }
 
 const str = (v: unknown): string | undefined => (typeof v === 'string' ? v : undefined);
@@ -117,6 +119,9 @@ export function createQemuImg(opts: { binary?: string; timeoutMs?: number } = {}
         const p = parseProgress(s);
         if (p !== undefined) onProgress(p);
       } : undefined);
+    },
+    async resize(path, format, sizeBytes) {
+      await run(['resize', '-q', '-f', format, '--', path, String(sizeBytes)], infoTimeoutMs);
     },
   };
 }
