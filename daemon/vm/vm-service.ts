@@ -606,8 +606,9 @@ export function createVmService(deps: VmServiceDeps): VmService {
         return;
       }
       case 'start': {
+        const again = r.lastExit !== undefined;
         await startDomain(r, a.reason);
-        publish('restarted', r.name, a.reason);
+        publish(again ? 'restarted' : 'started', r.name, a.reason);
         return;
       }
       case 'stop': {

@@ -13,7 +13,7 @@ import { createNetworkService, type NetworkService } from '../../../daemon/net/n
 import { createNicPlumber, type NicRecord } from '../../../daemon/net/nic.js';
 import { createPathGuard } from '../../../daemon/storage/paths.js';
 import type { Store } from '../../../daemon/store/store.js';
-import { createVmService, type VmService } from '../../../daemon/vm/vm-service.js';
+import { createVmService, type VmService, type VmServiceDeps } from '../../../daemon/vm/vm-service.js';
 
 export interface TestVms {
   vms: VmService;
@@ -23,8 +23,11 @@ export interface TestVms {
   root: string;
 }
 
-/** `rootDir`: where the storage root goes (created); default a fresh temp dir the caller removes via `root`. */
-export function createTestVmService(store: Pick<Store, 'sublevel'>, rootDir?: string): TestVms {
+/**
+ * `rootDir`: where the storage root goes (created); default a fresh temp dir the caller removes via `root`.
+ * `extra`: deps to override or add (events, a libvirt fake with other options).
+ */
+export function createTestVmService(store: Pick<Store, 'sublevel'>, rootDir?: string, extra: Partial<VmServiceDeps> = {}): TestVms {
   const scoped = { sublevel: <V>(n: string) => store.sublevel<V>(`vmtest:${n}`) };
   const links = createFakeLinks();
   const nft = createFakeNftables();
@@ -50,6 +53,7 @@ export function createTestVmService(store: Pick<Store, 'sublevel'>, rootDir?: st
     runDir: join(root, 'run'),
     vmDir: join(root, 'vms'),
     pollMs: 5,
+    ...extra,
   });
   return { vms, libvirt, networks, root };
 }
