@@ -37,6 +37,8 @@ import { createHostChanges } from './net/host-change.js';
 import { createNetworkService } from './net/network-service.js';
 import { createNicPlumber, nicId, type NicRecord } from './net/nic.js';
 import { createStore } from './store/store.js';
+import { createEventLog } from './ops/event-log.js';
+import { createOperations } from './ops/operations.js';
 
 const VERSION: string = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 
@@ -111,6 +113,10 @@ async function serve(config: Config, configSource: string | null, logger: Logger
   const tokens = createTokenService({ tokens: store.sublevel<StoredToken>('tokens') });
   // Per-interface DHCP: the NIC layer attaches one server per VM interface; the packet transport opens when
   // the tap appears and closes with it. Leases are persisted (coalesced) and served at GET /v1/leases.
+  // Events (GET /v1/events) and async operations (202 + /v1/operations/{id}) live in memory: created before
+  // the services that publish to them.
+  const events = createEventLog();
+  const ops = createOperations({ events, logger });
   const dhcpLog = logger.child({ component: 'dhcp' });
   const leases = createLeaseRepo({ leases: store.sublevel<StoredLease>('dhcp-leases'), logger: dhcpLog });
   await leases.start();
@@ -209,7 +215,7 @@ async function serve(config: Config, configSource: string | null, logger: Logger
 
   // transport
   const spec = await loadApiSpec();
-  const app = createApp({ logger, spec, node, tokens, leases, networks, vms, console: consoles, vnc, version: VERSION });
+  const app = createApp({ logger, spec, node, tokens, leases, networks, vms, console: consoles, vnc, ops, version: VERSION });
   const servers = await startServers({
     app,
     logger,
