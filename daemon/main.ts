@@ -28,6 +28,7 @@ import { createImageStore } from './storage/images.js';
 import { createPathGuard } from './storage/paths.js';
 import { createQemuImg } from './storage/qemu-img.js';
 import { createVmService, type VmRecord } from './vm/vm-service.js';
+import { createVmReconciler } from './vm/reconciler.js';
 import { createConsoleService } from './vm/console.js';
 import { createVncProxy } from './vm/vnc.js';
 import { createLinks } from './host/links.js';
@@ -205,6 +206,10 @@ async function serve(config: Config, configSource: string | null, logger: Logger
     return [];
   });
   if (adopted.length) logger.info({ vms: adopted }, 'adopted running VMs');
+  // Run strategies from here on: after the adoption above, so a running guest is never restarted.
+  const vmReconciler = createVmReconciler({ vms, libvirt, logger });
+  vmReconciler.start();
+  closers.push({ name: 'vm-reconciler', close: () => vmReconciler.stop() });
 
   // Serial console (one QEMU connection per VM, fanned out) and VNC (one per client) for the WebSocket routes.
   const guestLocator = { domainOf: async (vm: string) => (await vms.get(vm)).status.domain };
