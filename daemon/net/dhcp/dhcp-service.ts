@@ -3,6 +3,7 @@
 import { readFileSync } from 'node:fs';
 import { AppError, errorMessage } from '../../lib/errors.js';
 import type { Logger } from '../../lib/logger.js';
+import type { EventSink } from '../../ops/types.js';
 import { createDhcpServerRegistry, type DhcpServerRegistry } from './registry.js';
 import { createPacketTransport, type OpenPacketSocket, type PacketSocketError, type PacketTransport } from './packet-transport.js';
 import { createDhcpServer, type DhcpEvent, type DhcpServer, type DhcpServerConfig, type DhcpServerStats } from './server.js';
@@ -30,6 +31,8 @@ export type LinkLookup = (ifname: string) => LinkInfo | undefined;
 export interface DhcpServiceDeps {
   openPacketSocket: OpenPacketSocket;
   leases?: LeaseSink;
+  /** The event log (GET /v1/events): ack, nak, decline and release are published as dhcp.<type>. */
+  events?: EventSink;
   /** Shared with a relay transport when there is one; default a private registry. */
   registry?: DhcpServerRegistry;
   logger?: Logger;
@@ -84,8 +87,22 @@ interface Attachment {
   lastFailure: string | undefined;
 }
 
+// Offers and informs are chatter; these change what a guest holds.
+const PUBLISHED = new Set<DhcpEvent['type']>(['ack', 'nak', 'decline', 'release']);
+
 export function createDhcpService(deps: DhcpServiceDeps): DhcpService {
   const log = deps.logger;
+
+  // On the packet path: the event log only queues (bounded, synchronous), and a failing sink costs a log line.
+  const onDhcpEvent = (ifname: string, e: DhcpEvent): void => {
+    deps.leases?.record(ifname, e);
+    if (!deps.events || !PUBLISHED.has(e.type)) return;
+    try {
+      deps.events.publish({ type: `dhcp.${e.type}`, subject: `interfaces/${ifname}`, data: { interface: ifname, mac: e.mac, ip: e.ip } });
+    } catch (err) {
+      log?.warn({ ifname, err: errorMessage(err) }, 'dhcp: publishing an event failed');
+    }
+  };
   const registry = deps.registry ?? createDhcpServerRegistry();
   const link = deps.link ?? sysfsLink;
   const pollMs = deps.pollMs ?? 1000;
@@ -176,7 +193,7 @@ export function createDhcpService(deps: DhcpServiceDeps): DhcpService {
         ...serverCfg,
         ...(log ? { logger: log.child({ ifname }) } : {}),
         ...(deps.now ? { now: deps.now } : {}),
-        ...(deps.leases ? { onEvent: (e: DhcpEvent) => deps.leases!.record(ifname, e) } : {}),
+        ...(deps.leases || deps.events ? { onEvent: (e: DhcpEvent) => onDhcpEvent(ifname, e) } : {}),
       });
       registry.add(server);
       const a: Attachment = { cfg, server, transport: undefined, ifindex: undefined, lastFailure: undefined };
