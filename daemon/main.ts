@@ -123,7 +123,7 @@ async function serve(config: Config, configSource: string | null, logger: Logger
   await leases.start();
   closers.push({ name: 'leases', close: () => leases.stop() });
   const dhcpRegistry = createDhcpServerRegistry();
-  const dhcp = createDhcpService({ openPacketSocket, leases, registry: dhcpRegistry, logger: dhcpLog });
+  const dhcp = createDhcpService({ openPacketSocket, leases, events, registry: dhcpRegistry, logger: dhcpLog });
   dhcp.start();
   closers.push({ name: 'dhcp', close: async () => dhcp.stop() });
   // Host networks and the NIC plumber share one set of kernel adapters. A network is in use while a
