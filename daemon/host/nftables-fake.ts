@@ -10,6 +10,7 @@ interface Chain {
   rules: string[];
 }
 interface Table {
+  comment?: string;
   chains: Map<string, Chain>;
   /** map name -> (key -> verdict text, e.g. "jump nvt...") */
   maps: Map<string, Map<string, string>>;
@@ -28,6 +29,7 @@ function clone(tables: Map<string, Table>): Map<string, Table> {
   const out = new Map<string, Table>();
   for (const [k, t] of tables) {
     out.set(k, {
+      ...(t.comment === undefined ? {} : { comment: t.comment }),
       chains: new Map([...t.chains].map(([n, c]) => [n, { base: c.base, rules: [...c.rules] }])),
       maps: new Map([...t.maps].map(([n, m]) => [n, new Map(m)])),
     });
@@ -57,9 +59,11 @@ export function createFakeNftables(): FakeNftables {
       [...t.chains.values()].some((c) => c.rules.some((r) => new RegExp(`\\b(jump|goto) ${chain}\\b`).test(r)));
 
     if (obj === 'table') {
-      if (rest !== '') throw bad('unexpected text after table', 'EINVAL');
+      const comment = /^\{ comment "([^"]*)"; \}$/.exec(rest);
+      if (rest !== '' && !(verb === 'add' && comment)) throw bad('unexpected text after table', 'EINVAL');
       if (verb === 'add') {
-        if (!state.has(tk)) state.set(tk, { chains: new Map(), maps: new Map() });
+        // Like the kernel: a comment is set when the table is made, not changed on an existing one.
+        if (!state.has(tk)) state.set(tk, { chains: new Map(), maps: new Map(), ...(comment ? { comment: comment[1]! } : {}) });
       } else if (verb === 'delete') {
         table();
         state.delete(tk);
@@ -142,6 +146,15 @@ export function createFakeNftables(): FakeNftables {
       });
       tables = next;
       batches.push(script);
+    },
+    async tableComment(family, table) {
+      return tables.get(key(family, table))?.comment;
+    },
+    async listTables() {
+      return [...tables.keys()].map((k) => {
+        const [family, name] = k.split(' ') as [string, string];
+        return { family, name };
+      });
     },
     async listTable(family, table) {
       const t = tables.get(key(family, table));

@@ -209,6 +209,11 @@ export interface NetAdapters {
   links: Links;
   nft: Nftables;
   host: NetHost;
+  /**
+   * The comment put on every nft table a network creates: whose table it is, so a sweep removes only its
+   * own daemon's leftovers (a second daemon or a test in the same namespace keeps its tables).
+   */
+  tableTag?: string;
 }
 
 /** What a plan needs to look at: nft tables, sysctls and bridges (for STP). */
@@ -250,9 +255,11 @@ export async function readHostState(a: NetAdapters, q: HostQuery, known: Record<
 }
 
 /** The nft batch for one table change: replace (add, delete, re-add: atomic and idempotent) or delete. */
-export function nftTableBatch(family: string, table: string, script: string | undefined): string {
+export function nftTableBatch(family: string, table: string, script: string | undefined, tag?: string): string {
   const head = `add table ${family} ${table}\ndelete table ${family} ${table}\n`;
-  return script === undefined ? head : head + script;
+  if (script === undefined) return head;
+  if (tag !== undefined && !/^[a-z0-9:-]{1,64}$/.test(tag)) throw new Error(`nft table tag ${JSON.stringify(tag)} is malformed`);
+  return head + (tag === undefined ? '' : `add table ${family} ${table} { comment "${tag}"; }\n`) + script;
 }
 
 async function applyOne(a: NetAdapters, c: HostChange): Promise<void> {
@@ -274,7 +281,7 @@ async function applyOne(a: NetAdapters, c: HostChange): Promise<void> {
     case 'addr-del':
       return a.host.delAddress(c.dev, c.cidr);
     case 'nft-table':
-      return a.nft.apply(nftTableBatch(c.family, c.table, c.script));
+      return a.nft.apply(nftTableBatch(c.family, c.table, c.script, a.tableTag));
     case 'sysctl':
       return a.host.setSysctl(c.key, c.value);
   }

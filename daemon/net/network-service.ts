@@ -1,6 +1,7 @@
 // The Networks service: declarative PUT (plan from what the host has, apply with a revert stack, persist),
 // GET with per-check status, DELETE refused while NICs use the network. The generation moves only when
 // the spec really changes; it is the ETag, and If-Match guards against lost updates.
+import { randomBytes } from 'node:crypto';
 import { AppError, errorMessage, isAppError } from '../lib/errors.js';
 import type { Logger } from '../lib/logger.js';
 import type { KeySpace, Store } from '../store/store.js';
@@ -9,7 +10,8 @@ import { captureCheckpoint, renderHostOp } from './checkpoint.js';
 import type { HostChanges } from './host-change.js';
 import { addressedUplinks, bridgeMovePlan, networkBridge, vlanLinkName } from './network-bridge.js';
 import { driverFor, planNetwork } from './network-drivers.js';
-import { readHostState, type NetAdapters } from './network-host.js';
+import { nftTableBatch, readHostState, type NetAdapters } from './network-host.js';
+import { isOurs } from './names.js';
 import { floatingIpChecks } from './network-routed.js';
 import type { HostState } from './network-model.js';
 import { isIpv4, normaliseSpec, renderDiff, sameSpec, describeChange, type FloatingIp, type NetworkSpec, type NicAttachment, type NormalSpec, type StatusCheck } from './network-model.js';
@@ -129,6 +131,12 @@ export interface NetworkService {
    * one network: each result says what changed or why it could not.
    */
   reconcile(): Promise<Array<{ name: string; changes: string[]; interrupted: boolean; error?: string }>>;
+  /**
+   * Deletes nft tables named with our prefix (NAT and routed networks' own tables) that no network record
+   * or interrupted apply owns, e.g. left by a crash between deleting a network's record and its table.
+   * Others' tables and the NICs' shared guard tables (nic.ts) are never touched. Part of reconcile().
+   */
+  sweepTables(): Promise<Array<{ family: string; name: string }>>;
 }
 
 /** Strong ETag of a generation. */
@@ -194,6 +202,42 @@ export function createNetworkService(deps: NetworkServiceDeps): NetworkService {
 
   const host = (name: string, spec: NormalSpec, rec: NetworkRecord | undefined) => readHostState(a, driverFor(spec.type).query(name, spec), rec?.nft ?? {});
 
+  // This daemon's mark on the nft tables its networks create, made once and kept with the networks.
+  const meta = deps.store.sublevel<string>('network-meta');
+  let tag: string | undefined;
+  const tableTag = async () => {
+    if (tag === undefined) {
+      tag = await meta.get('tableTag');
+      if (tag === undefined) {
+        tag = `nodevirt:${randomBytes(6).toString('hex')}`;
+        await meta.put('tableTag', tag);
+      }
+    }
+    return tag;
+  };
+  const tagged = async (): Promise<NetAdapters> => ({ ...a, tableTag: await tableTag() });
+
+  const sweepTablesLocked = async () => {
+    const owned = new Set<string>();
+    const specs = [...(await records.list()).map(([n, r]) => [n, r.spec] as const), ...(await intents.list()).map(([n, i]) => [n, i.spec] as const)];
+    for (const [name, spec] of specs) {
+      for (const t of driverFor(spec.type).query(name, spec).tables) owned.add(`${t.family} ${t.table}`);
+      // Whatever an earlier apply recorded as applied stays owned until its network converges again.
+      for (const k of Object.keys((await records.get(name))?.nft ?? {})) owned.add(k);
+    }
+    const tag = await tableTag();
+    const orphans: Array<{ family: string; name: string }> = [];
+    for (const t of await a.nft.listTables()) {
+      // Only tables this daemon made (its tag): another daemon's or a test's in the same namespace stay.
+      if (isOurs(t.name) && !owned.has(`${t.family} ${t.name}`) && (await a.nft.tableComment(t.family, t.name)) === tag) orphans.push(t);
+    }
+    if (orphans.length > 0) {
+      await a.nft.apply(orphans.map((t) => nftTableBatch(t.family, t.name, undefined)).join(''));
+      log?.warn({ tables: orphans.map((t) => `${t.family} ${t.name}`) }, 'removed nft tables of ours that no network owns');
+    }
+    return orphans;
+  };
+
   const view = async (rec: NetworkRecord): Promise<NetworkView> => {
     const d = driverFor(rec.spec.type);
     const h = await host(rec.name, rec.spec, rec);
@@ -230,7 +274,7 @@ export function createNetworkService(deps: NetworkServiceDeps): NetworkService {
     if (!dryRun && changes.length > 0) {
       await intents.put(name, { spec: desired, at: now().toISOString() });
       try {
-        await driverFor(desired.type).apply(a, changes);
+        await driverFor(desired.type).apply(await tagged(), changes);
       } catch (e) {
         // The revert stack ran; if it failed too, the intent stays so reconcile() finishes the job.
         if (!(isAppError(e) && /undoing the applied changes failed/.test(e.message))) await intents.del(name);
@@ -399,7 +443,7 @@ export function createNetworkService(deps: NetworkServiceDeps): NetworkService {
         if (users.length > 0) throw new AppError('NETWORK_IN_USE', `network ${name} is used by ${users.length} NIC(s): ${users.slice(0, 5).join(', ')}`, { extra: { nics: users } });
         const h = await host(name, rec.spec, rec);
         const { changes } = planNetwork({ name, desired: undefined, previous: rec.spec, host: h, nicAddresses: new Map() });
-        await driverFor(rec.spec.type).apply(a, changes);
+        await driverFor(rec.spec.type).apply(await tagged(), changes);
         const entries = ipamEntries(name);
         const left = await entries.list();
         if (left.length > 0) await entries.batch(left.map(([key]) => ({ type: 'del' as const, key })));
@@ -469,8 +513,13 @@ export function createNetworkService(deps: NetworkServiceDeps): NetworkService {
             out.push({ name, changes: [], interrupted: intent !== undefined, error: errorMessage(e) });
           }
         }
+        await sweepTablesLocked().catch((e: unknown) => log?.error({ err: e }, 'sweeping leftover network tables failed'));
         return out;
       });
+    },
+
+    sweepTables() {
+      return serial(sweepTablesLocked);
     },
 
     async ownedLinks() {

@@ -165,6 +165,30 @@ if (why !== undefined) {
       expect(tcpGet(LAN, '203.0.113.1', 8080)).toBe('hello from vm1');
     });
 
+    it('reconcile removes a NAT table a crash left without its network, and no one else\'s tables', async () => {
+      // A second network whose record is lost after its table was made (a crash mid-delete, or a store
+      // restored from a backup): its masquerade table must not outlive it.
+      await svc.put('lost', { type: 'nat', nat: { subnet: '10.0.3.0/24', uplink: 'up0' } });
+      const lost = bridgeName('lost');
+      expect(inNs(HOST, 'nft', 'list', 'tables')).toContain(`table inet ${lost}`);
+      await store.sublevel('networks').del('lost');
+      // Same prefix but made by someone else (another daemon, a test): not ours to remove.
+      const foreign = bridgeName(`foreign-${run}`);
+      inNs(HOST, 'nft', 'add', 'table', 'inet', foreign);
+      inNs(HOST, 'nft', 'add', 'table', 'inet', 'not_ours');
+      const results = await svc.reconcile();
+      expect(results.map((r) => r.name)).toEqual(['nat']);
+      const tables = inNs(HOST, 'nft', 'list', 'tables');
+      expect(tables).not.toContain(`table inet ${lost}`);
+      expect(tables).toContain(`table inet ${br}`);
+      expect(tables).toContain(`table inet ${foreign}`);
+      expect(tables).toContain('table inet not_ours');
+      inNs(HOST, 'nft', 'delete', 'table', 'inet', foreign);
+      inNs(HOST, 'nft', 'delete', 'table', 'inet', 'not_ours');
+      // Its bridge is the NIC sweep's to report (ownedLinks no longer names it); removed here by hand.
+      ipn(HOST, 'link', 'del', lost);
+    });
+
     it('DELETE removes tables, address and bridge; the uplink and its address stay', async () => {
       await svc.delete('nat');
       expect(() => ipn(HOST, 'link', 'show', 'dev', br)).toThrow();

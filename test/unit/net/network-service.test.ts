@@ -32,6 +32,7 @@ afterAll(async () => {
 /** Keeps whole tables (the NAT driver only ever replaces or deletes a table in one batch). */
 function tableNft() {
   const tables = new Map<string, string[]>();
+  const comments = new Map<string, string>();
   const batches: string[] = [];
   let fail: ((s: string) => boolean) | undefined;
   const nft: Nftables & { tables: typeof tables; batches: string[]; failOn(p: typeof fail): void } = {
@@ -44,9 +45,10 @@ function tableNft() {
       if (fail?.(script)) throw new AppError('HOST_ERROR', 'nft: injected failure');
       const next = new Map([...tables].map(([k, v]) => [k, [...v]]));
       for (const line of script.split('\n').filter(Boolean)) {
-        const m = /^(add|delete) table (\w+) (\w+)$/.exec(line);
+        const m = /^(add|delete) table (\w+) (\w+)(?: \{ comment "([^"]*)"; \})?$/.exec(line);
         if (m) {
           const k = `${m[2]} ${m[3]}`;
+          if (m[1] === 'add' && m[4] !== undefined && !next.has(k)) comments.set(k, m[4]);
           if (m[1] === 'add') next.set(k, next.get(k) ?? []);
           else if (!next.delete(k)) throw new AppError('HOST_ERROR', `no table ${k}`);
           continue;
@@ -62,6 +64,12 @@ function tableNft() {
     async listTable(family, table) {
       const t = tables.get(`${family} ${table}`);
       return t === undefined ? undefined : JSON.stringify({ nftables: t });
+    },
+    async tableComment(family, table) {
+      return tables.has(`${family} ${table}`) ? comments.get(`${family} ${table}`) : undefined;
+    },
+    async listTables() {
+      return [...tables.keys()].map((k) => ({ family: k.split(' ')[0]!, name: k.split(' ')[1]! }));
     },
   };
   return nft;
@@ -263,6 +271,28 @@ describe('forward and floating-IP targets', () => {
 });
 
 describe('crash and restart', () => {
+  it('reconcile removes our-prefixed tables this daemon made that no network owns, and nobody else\'s', async () => {
+    const links = createFakeLinks();
+    links.seed({ name: 'eth1', up: true });
+    const host = createFakeNetHost(links);
+    const nft = tableNft();
+    const sub = `t${space++}`;
+    const substore = { sublevel: <V>(n: string) => store.sublevel<V>(`${sub}:${n}`) };
+    const svc = createNetworkService({ store: substore, adapters: { links, nft, host } });
+    await svc.put('kept', { type: 'nat', nat: { subnet: '10.9.1.0/24' } });
+    await svc.put('lost', { type: 'nat', nat: { subnet: '10.9.2.0/24' } });
+    // A crash between dropping the record and deleting the table: the table stays, no record names it.
+    await store.sublevel(`${sub}:networks`).del('lost');
+    const foreign = bridgeName('another-daemons-net');
+    await nft.apply(`add table inet ${foreign} { comment "nodevirt:0123456789ab"; }\nadd table inet ${bridgeName('untagged')}\nadd table inet someone_else\n`);
+    const before = [...nft.tables.keys()].sort();
+    expect(before).toContain(`inet ${bridgeName('lost')}`);
+
+    await svc.reconcile();
+    expect([...nft.tables.keys()].sort()).toEqual(before.filter((k) => k !== `inet ${bridgeName('lost')}`));
+    expect(await svc.sweepTables()).toEqual([]);
+  });
+
   it('a daemon killed mid-apply leaves an intent; the next daemon rolls it forward on reconcile', async () => {
     const links = createFakeLinks();
     links.seed({ name: 'eth1', up: true });
