@@ -150,9 +150,11 @@ export function createEventLog(opts: EventLogOptions = {}): EventLog {
         offer(e) {
           if (ended) return;
           if (pending() >= limit) {
-            // Falling behind: the client gets one last event naming where to resume, then the stream ends.
+            // Falling behind: what is queued is still delivered, then one last event whose id is the last of
+            // those, so a reconnect with it resumes exactly after what the client got.
             dropped = true;
-            push(control('dropped', resumeId, { reason: 'slow-consumer', queued: pending() }));
+            const lastQueued = pending() > 0 ? queue[queue.length - 1]!.id : resumeId;
+            push(control('dropped', lastQueued, { reason: 'slow-consumer', queued: pending() }));
             sub.end();
             return;
           }
