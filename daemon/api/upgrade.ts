@@ -17,6 +17,8 @@ interface PendingUpgrade {
 }
 
 const pending = new WeakMap<IncomingMessage, PendingUpgrade>();
+// Per listener: what acceptWebSocket tells it about a new WebSocket.
+const live = new WeakMap<UpgradeListener, { added(ws: WebSocket): void }>();
 
 export interface UpgradeListener {
   /** For server.on('upgrade'). */
@@ -37,12 +39,28 @@ const wss = new WebSocketServer({
   handleProtocols: (protocols) => (protocols.has('binary') ? 'binary' : false),
 });
 
-/** An 'upgrade' listener for one transport: runs the request through the app, marked with that transport. */
-export function upgradeListener(app: Koa, transport: Transport): UpgradeListener {
+/**
+ * An 'upgrade' listener for one transport: runs the request through the app, marked with that transport.
+ * Every `heartbeatMs` (default 30 s) each WebSocket is pinged; one that did not answer the previous ping is
+ * cut off, so a vanished client (laptop closed, NAT timeout) does not hold the console's writer role forever.
+ */
+export function upgradeListener(app: Koa, transport: Transport, opts: { heartbeatMs?: number } = {}): UpgradeListener {
   const listener = requestListener(app, transport);
   const sockets = new Set<WebSocket>();
   const handshakes = new Set<Duplex>();
+  const unanswered = new WeakSet<WebSocket>();
   let closed = false;
+  let heartbeat: NodeJS.Timeout | undefined;
+  const beat = () => {
+    for (const ws of sockets) {
+      if (unanswered.has(ws)) {
+        ws.terminate();
+        continue;
+      }
+      unanswered.add(ws);
+      ws.ping();
+    }
+  };
   const self: UpgradeListener = {
     sockets,
     handle(req, socket, head) {
@@ -66,6 +84,7 @@ export function upgradeListener(app: Koa, transport: Transport): UpgradeListener
     },
     close() {
       closed = true;
+      clearInterval(heartbeat);
       for (const ws of sockets) ws.close(1001, 'nodevirtd is stopping');
       for (const s of handshakes) s.destroy();
       // Clients that do not answer the close handshake are cut off.
@@ -74,6 +93,12 @@ export function upgradeListener(app: Koa, transport: Transport): UpgradeListener
       }, 2000).unref();
     },
   };
+  live.set(self, {
+    added(ws) {
+      ws.on('pong', () => unanswered.delete(ws));
+      heartbeat ??= setInterval(beat, opts.heartbeatMs ?? 30_000).unref();
+    },
+  });
   return self;
 }
 
@@ -108,6 +133,7 @@ export function acceptWebSocket(ctx: Context, up: PendingUpgrade): Promise<WebSo
       socket.off('close', gone);
       ctx.respond = false;
       (listener.sockets as Set<WebSocket>).add(ws);
+      live.get(listener)?.added(ws);
       ws.once('close', () => (listener.sockets as Set<WebSocket>).delete(ws));
       resolve(ws);
     });

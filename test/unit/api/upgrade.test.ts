@@ -29,7 +29,7 @@ let tcpPort: number;
 let token: string;
 const running = new Set(['vm1']);
 
-async function serve(transport: Transport) {
+async function serve(transport: Transport, heartbeatMs?: number) {
   const app = createApp({
     logger: silentLogger(),
     spec: await spec(),
@@ -42,7 +42,7 @@ async function serve(transport: Transport) {
     vnc: createVncProxy({ vms: locator, libvirt }),
   });
   const http = createHttpServer(requestListener(app, transport));
-  const upgrades = upgradeListener(app, transport);
+  const upgrades = upgradeListener(app, transport, heartbeatMs === undefined ? {} : { heartbeatMs });
   http.on('upgrade', upgrades.handle);
   await new Promise<void>((r) => http.listen(0, '127.0.0.1', r));
   const port = (http.address() as AddressInfo).port;
@@ -105,9 +105,9 @@ afterAll(async () => {
 type Outcome = { ws: WebSocket; protocol: string; out: { text: () => string } } | { status: number; body: { code?: string; status?: number; requestId?: string }; headers: Record<string, unknown> };
 
 /** Opens a WebSocket; resolves with it, or with the HTTP answer that refused the upgrade. */
-function connect(port: number, path: string, opts: { headers?: Record<string, string>; protocols?: string[] } = {}): Promise<Outcome> {
+function connect(port: number, path: string, opts: { headers?: Record<string, string>; protocols?: string[]; autoPong?: boolean } = {}): Promise<Outcome> {
   return new Promise((resolve, reject) => {
-    const ws = new WebSocket(`ws://127.0.0.1:${port}${path}`, opts.protocols ?? [], { headers: opts.headers ?? {} });
+    const ws = new WebSocket(`ws://127.0.0.1:${port}${path}`, opts.protocols ?? [], { headers: opts.headers ?? {}, autoPong: opts.autoPong ?? true });
     ws.binaryType = 'nodebuffer';
     // Listening from the start: the first bytes may arrive with the 101, before a later listener could attach.
     const out = collect(ws);
@@ -210,5 +210,17 @@ describe('WebSocket upgrades', () => {
     expect(await code).toBe(CLOSE.GOING_AWAY);
     const after = await connect(port, '/v1/vms/vm1/console').catch((e: Error) => e);
     expect(after).toBeInstanceOf(Error);
+  });
+
+  it('cuts off a client that stops answering pings, which frees the writer role', async () => {
+    const port = await serve('unix', 50);
+    const { ws: dead } = opened(await connect(port, '/v1/vms/vm1/console?mode=rw', { autoPong: false }));
+    const { ws: alive } = opened(await connect(port, '/v1/vms/vm1/console', {}));
+    const code = await new Promise<number>((ok) => dead.once('close', (c) => ok(c)));
+    expect(code).toBe(1006);
+    expect(alive.readyState).toBe(WebSocket.OPEN);
+    const { ws: next } = opened(await connect(port, '/v1/vms/vm1/console?mode=rw'));
+    next.close();
+    alive.close();
   });
 });
