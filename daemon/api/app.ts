@@ -77,7 +77,7 @@ export function createApp(deps: AppDeps): Koa {
     ...tokenRoutes(deps),
     ...leaseRoutes({ leases: deps.leases }),
     ...networkRoutes({ networks: deps.networks }),
-    ...vmRoutes({ vms: deps.vms }),
+    ...vmRoutes({ vms: deps.vms, ops: deps.ops }),
     ...operationRoutes({ ops: deps.ops }),
     ...consoleRoutes({ console: deps.console, vnc: deps.vnc }),
     ...docsRoutes(deps),

@@ -314,7 +314,7 @@ export interface paths {
         put?: never;
         /**
          * Start a VM
-         * @description Plumbs its NICs (taps, guard rules, DHCP servers), writes the cloud-init seed, defines the domain from the current spec and starts it. Records the intent to run (Always and RerunOnFailure VMs are then kept running by the reconciler). Synchronous for now (answers once libvirt started the domain). Starting a running VM changes nothing; a Halted VM answers 409 VM_CONFLICT (change its runStrategy first).
+         * @description Plumbs its NICs (taps, guard rules, DHCP servers), writes the cloud-init seed, defines the domain from the current spec and starts it. Records the intent to run (Always and RerunOnFailure VMs are then kept running by the reconciler). Starting a running VM changes nothing; a Halted VM answers 409 VM_CONFLICT (change its runStrategy first). Runs as an operation: 202 + Location at once; with `?wait=N`, 200 with the finished operation (its `result` is the Vm) or the problem a failure maps to (404 for an unknown VM comes at once).
          */
         post: operations["vmStart"];
         delete?: never;
@@ -337,7 +337,7 @@ export interface paths {
         put?: never;
         /**
          * Stop a VM
-         * @description ACPI shutdown, forced off after the spec's `stopGracePeriodSeconds` (or at once with `?force=true`), then its NICs are unplumbed. Records the intent to be stopped, so the reconciler keeps an Always or RerunOnFailure VM off until the next start. Synchronous for now: answers when the domain is off.
+         * @description ACPI shutdown, forced off after the spec's `stopGracePeriodSeconds` (or at once with `?force=true`), then its NICs are unplumbed. Records the intent to be stopped, so the reconciler keeps an Always or RerunOnFailure VM off until the next start. Runs as an operation: 202 + Location at once; with `?wait=N`, 200 with the finished operation (its `result` is the Vm) or the problem a failure maps to (404 for an unknown VM comes at once).
          */
         post: operations["vmStop"];
         delete?: never;
@@ -360,7 +360,7 @@ export interface paths {
         put?: never;
         /**
          * Restart a VM (graceful)
-         * @description ACPI shutdown (forced after `stopGracePeriodSeconds`), then a start that re-plumbs the NICs and redefines the domain from the current spec, so a pending generation applies (`restartRequired` clears). Records the intent to run. Waits for any action already running on this VM.
+         * @description ACPI shutdown (forced after `stopGracePeriodSeconds`), then a start that re-plumbs the NICs and redefines the domain from the current spec, so a pending generation applies (`restartRequired` clears). Records the intent to run. Waits for any action already running on this VM. Runs as an operation: 202 + Location at once; with `?wait=N`, 200 with the finished operation (its `result` is the Vm) or the problem a failure maps to (404 for an unknown VM comes at once).
          */
         post: operations["vmRestart"];
         delete?: never;
@@ -2121,7 +2121,10 @@ export interface operations {
     };
     vmStart: {
         parameters: {
-            query?: never;
+            query?: {
+                /** @description Seconds to wait for the operation to end before answering (0..3600). On an action that runs as an operation: ended in time and succeeded is 200 with the finished Operation (`result` holds what the synchronous call would have answered); ended and failed is the same problem (status and code) the synchronous call would have given; still running is 202 as without `wait`. */
+                wait?: components["parameters"]["Wait"];
+            };
             header?: never;
             path: {
                 /** @description The VM's name. */
@@ -2131,16 +2134,17 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description The VM after the start. */
+            /** @description With ?wait, the operation ended in time and succeeded; `result` is the VM after it. */
             200: {
                 headers: {
                     "X-Request-Id": components["headers"]["X-Request-Id"];
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Vm"];
+                    "application/json": components["schemas"]["Operation"];
                 };
             };
+            202: components["responses"]["OperationAccepted"];
             /** @description No such VM (code VM_NOT_FOUND). */
             404: {
                 headers: {
@@ -2158,6 +2162,8 @@ export interface operations {
     vmStop: {
         parameters: {
             query?: {
+                /** @description Seconds to wait for the operation to end before answering (0..3600). On an action that runs as an operation: ended in time and succeeded is 200 with the finished Operation (`result` holds what the synchronous call would have answered); ended and failed is the same problem (status and code) the synchronous call would have given; still running is 202 as without `wait`. */
+                wait?: components["parameters"]["Wait"];
                 /** @description Power off at once instead of an ACPI shutdown. */
                 force?: boolean;
             };
@@ -2170,16 +2176,17 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description The VM after the stop. */
+            /** @description With ?wait, the operation ended in time and succeeded; `result` is the VM after it. */
             200: {
                 headers: {
                     "X-Request-Id": components["headers"]["X-Request-Id"];
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Vm"];
+                    "application/json": components["schemas"]["Operation"];
                 };
             };
+            202: components["responses"]["OperationAccepted"];
             /** @description No such VM (code VM_NOT_FOUND). */
             404: {
                 headers: {
@@ -2196,7 +2203,10 @@ export interface operations {
     };
     vmRestart: {
         parameters: {
-            query?: never;
+            query?: {
+                /** @description Seconds to wait for the operation to end before answering (0..3600). On an action that runs as an operation: ended in time and succeeded is 200 with the finished Operation (`result` holds what the synchronous call would have answered); ended and failed is the same problem (status and code) the synchronous call would have given; still running is 202 as without `wait`. */
+                wait?: components["parameters"]["Wait"];
+            };
             header?: never;
             path: {
                 /** @description The VM's name. */
@@ -2206,16 +2216,17 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description The VM after the action. */
+            /** @description With ?wait, the operation ended in time and succeeded; `result` is the VM after it. */
             200: {
                 headers: {
                     "X-Request-Id": components["headers"]["X-Request-Id"];
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Vm"];
+                    "application/json": components["schemas"]["Operation"];
                 };
             };
+            202: components["responses"]["OperationAccepted"];
             /** @description No such VM (code VM_NOT_FOUND). */
             404: {
                 headers: {

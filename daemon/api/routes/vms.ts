@@ -1,8 +1,11 @@
 // /v1/vms: declarative PUT (?dryRun, If-Match, ETag = generation), GET one/list, DELETE (?keepDisks) and the
-// actions start/stop/restart/pause/resume/reset. The VM service does the work; this file maps HTTP to it.
+// actions: start/stop/restart run as operations (202 + Location, or ?wait), pause/resume/reset answer at once.
+// The VM service does the work; this file maps HTTP to it.
 import { AppError } from '../../lib/errors.js';
+import type { OperationContext, Operations } from '../../ops/types.js';
 import type { VmSpec } from '../../vm/vm-model.js';
 import { vmEtag, type VmPutResult, type VmService, type VmView } from '../../vm/vm-service.js';
+import { operationResponse } from '../operation-response.js';
 import type { Handlers, Schemas } from '../types.js';
 
 /** What the routes need from vm/vm-service.ts. */
@@ -19,7 +22,7 @@ const toResult = (r: VmPutResult): Schemas['VmApplyResult'] => ({
   ...(r.domainXml === undefined ? {} : { domainXml: r.domainXml }),
 });
 
-export function vmRoutes(deps: { vms: VmApi | undefined }): Pick<
+export function vmRoutes(deps: { vms: VmApi | undefined; ops?: Operations | undefined }): Pick<
   Handlers,
   'vmsList' | 'vmGet' | 'vmPut' | 'vmDelete' | 'vmStart' | 'vmStop' | 'vmRestart' | 'vmPause' | 'vmResume' | 'vmReset'
 > {
@@ -29,6 +32,21 @@ export function vmRoutes(deps: { vms: VmApi | undefined }): Pick<
     return deps.vms;
   };
   const ifMatch = (h: string | undefined) => (h === undefined || h === '' ? {} : { ifMatch: h });
+  /**
+   * Slow actions as operations: an unknown VM is still a plain 404 before any operation exists; everything
+   * else (409s, libvirt failures) becomes the operation's error, which ?wait turns back into the same problem.
+   */
+  const asOperation = async (kind: string, name: string, wait: number | undefined, work: (ctx: OperationContext) => Promise<VmView>) => {
+    if (!deps.ops) throw new AppError('INTERNAL', 'operations are not wired into this daemon');
+    await svc().get(name);
+    const op = deps.ops.run(`vm.${kind}`, `vms/${name}`, async (ctx) => {
+      ctx.progress(0, `${kind} ${name}`);
+      const v = await work(ctx);
+      ctx.progress(100, `${kind} done: ${v.status.phase}`);
+      return toVm(v);
+    });
+    return operationResponse(deps.ops, op, wait);
+  };
   return {
     async vmsList() {
       return { status: 200, body: { items: (await svc().list()).map(toVm) } };
@@ -54,16 +72,16 @@ export function vmRoutes(deps: { vms: VmApi | undefined }): Pick<
       return { status: 204, body: undefined };
     },
 
-    async vmStart({ path }) {
-      return { status: 200, body: toVm(await svc().start(path.name)) };
+    async vmStart({ path, query }) {
+      return asOperation('start', path.name, query.wait, () => svc().start(path.name));
     },
 
     async vmStop({ path, query }) {
-      return { status: 200, body: toVm(await svc().stop(path.name, { force: query.force === true })) };
+      return asOperation('stop', path.name, query.wait, () => svc().stop(path.name, { force: query.force === true }));
     },
 
-    async vmRestart({ path }) {
-      return { status: 200, body: toVm(await svc().restart(path.name)) };
+    async vmRestart({ path, query }) {
+      return asOperation('restart', path.name, query.wait, () => svc().restart(path.name));
     },
 
     async vmPause({ path }) {

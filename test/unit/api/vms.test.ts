@@ -1,12 +1,13 @@
 // /v1/vms through the real app (response validation on) over the real VM service and its fakes: create,
-// no-op and update with ETag/generation, If-Match 412, dry run with the domain XML, start/stop/delete, the
-// pause/resume/reset/restart actions and their 409s, problems with pointers, and 500 while not wired.
+// no-op and update with ETag/generation, If-Match 412, dry run with the domain XML, start/stop/restart as
+// operations (202 + Location, ?wait), delete, pause/resume/reset and their 409s, and 500 while not wired.
 import { mkdtemp, rm } from 'node:fs/promises';
 import { type Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { VmApi } from '../../../daemon/api/routes/vms.js';
+import { createOperations } from '../../../daemon/ops/operations.js';
 import { createStore, type Store } from '../../../daemon/store/store.js';
 import { closeServer, serveApp, jsonBody, send, spec } from './helpers.js';
 import { createTestVmService, type TestVms } from './vm-harness.js';
@@ -18,8 +19,13 @@ let port: number;
 let t: TestVms;
 
 async function serve(vms: VmApi | undefined): Promise<void> {
-  ({ server, port } = await serveApp(store, vms ? { vms: vms } : {}));
+  ({ server, port } = await serveApp(store, vms ? { vms, ops: createOperations() } : {}));
 }
+/** start/stop/restart run as operations: ?wait long enough gives 200 with the finished operation. */
+const act = async (name: string, action: string, query = '') => {
+  const r = await send({ port }, { method: 'POST', path: `/v1/vms/${name}/${action}?wait=30${query}` });
+  return { ...r, vm: (r.json as { result?: unknown }).result as { status: { phase: string } } | undefined };
+};
 
 beforeEach(async () => {
   dir = await mkdtemp(join(tmpdir(), 'nodevirt-vms-api-'));
@@ -81,11 +87,20 @@ describe('/v1/vms', () => {
   it('start, stop and delete drive the domain; problems carry codes and pointers', async () => {
     await serve(t.vms);
     await put('web1', web());
-    const started = await send({ port }, { method: 'POST', path: '/v1/vms/web1/start' });
-    expect(started.status).toBe(200);
-    expect(started.json).toMatchObject({ status: { phase: 'Running', nics: [{ tap: expect.stringMatching(/^nv/) }] } });
-    const stopped = await send({ port }, { method: 'POST', path: '/v1/vms/web1/stop?force=true' });
-    expect(stopped.json).toMatchObject({ status: { phase: 'Stopped' } });
+    // Without ?wait: 202 at once with the running operation and where to follow it.
+    const accepted = await send({ port }, { method: 'POST', path: '/v1/vms/web1/start' });
+    expect(accepted.status).toBe(202);
+    const op = accepted.json as { id: string; kind: string; target: string };
+    expect(op).toMatchObject({ kind: 'vm.start', target: 'vms/web1' });
+    expect(accepted.headers.location).toBe(`/v1/operations/${op.id}`);
+    const done = await send({ port }, { path: `/v1/operations/${op.id}?wait=30` });
+    expect(done.json).toMatchObject({ status: 'succeeded', result: { status: { phase: 'Running', nics: [{ tap: expect.stringMatching(/^nv/) }] } } });
+    const stopped = await act('web1', 'stop', '&force=true');
+    expect(stopped.status).toBe(200);
+    expect(stopped.json).toMatchObject({ kind: 'vm.stop', status: 'succeeded' });
+    expect(stopped.vm).toMatchObject({ status: { phase: 'Stopped' } });
+    // An unknown VM is a plain 404 before any operation exists.
+    expect((await send({ port }, { method: 'POST', path: '/v1/vms/nope/start' })).status).toBe(404);
     expect((await send({ port }, { method: 'DELETE', path: '/v1/vms/web1' })).status).toBe(204);
     expect(await t.libvirt.lookupDomain('nodevirt-web1')).toBeUndefined();
     const missing = await send({ port }, { path: '/v1/vms/web1' });
@@ -107,24 +122,35 @@ describe('/v1/vms', () => {
     expect(offPause.status).toBe(409);
     expect(offPause.headers['content-type']).toContain('application/problem+json');
     expect(offPause.json).toMatchObject({ code: 'VM_NOT_RUNNING' });
-    expect((await post('restart')).json).toMatchObject({ code: 'VM_NOT_RUNNING' });
-    await post('start');
+    // A failing operation with ?wait answers the very problem the synchronous call would have.
+    const offRestart = await act('web1', 'restart');
+    expect(offRestart.status).toBe(409);
+    expect(offRestart.json).toMatchObject({ code: 'VM_NOT_RUNNING' });
+    expect((await act('web1', 'start')).vm).toMatchObject({ status: { phase: 'Running' } });
     expect((await post('pause')).json).toMatchObject({ status: { phase: 'Paused' } });
     expect((await post('resume')).json).toMatchObject({ status: { phase: 'Running' } });
     const notPaused = await post('resume');
     expect(notPaused.status).toBe(409);
     expect(notPaused.json).toMatchObject({ code: 'VM_NOT_PAUSED' });
     expect((await post('reset')).json).toMatchObject({ status: { phase: 'Running' } });
-    const restarted = await post('restart');
+    const restarted = await act('web1', 'restart');
     expect(restarted.status).toBe(200);
-    expect(restarted.json).toMatchObject({ status: { phase: 'Running', running: true, guestAgent: null } });
+    expect(restarted.vm).toMatchObject({ status: { phase: 'Running', running: true, guestAgent: null } });
     expect((await send({ port }, { method: 'POST', path: '/v1/vms/nope/reset' })).status).toBe(404);
 
     await put('web1', { ...web(), runStrategy: 'Halted' });
-    await post('stop');
-    const halted = await post('start');
+    await act('web1', 'stop');
+    const halted = await act('web1', 'start');
     expect(halted.status).toBe(409);
     expect(halted.json).toMatchObject({ code: 'VM_CONFLICT' });
+  });
+
+  it('start/stop/restart answer 500 INTERNAL while operations are not wired', async () => {
+    ({ server, port } = await serveApp(store, { vms: t.vms }));
+    await put('web1', web());
+    const r = await send({ port }, { method: 'POST', path: '/v1/vms/web1/start' });
+    expect(r.status).toBe(500);
+    expect(r.json).toMatchObject({ code: 'INTERNAL' });
   });
 
   it('answers 500 INTERNAL while the VM service is not wired', async () => {
