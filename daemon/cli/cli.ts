@@ -1,5 +1,6 @@
 // `nodevirtd <command>`: small admin commands that talk to the running daemon's API (never to the store).
 import { apiRequest, type ApiTarget } from './api-client.js';
+import { runConsole } from './console-client.js';
 
 export const USAGE = `usage:
   nodevirtd [--config PATH]                 run the daemon (foreground)
@@ -8,6 +9,8 @@ export const USAGE = `usage:
   nodevirtd token list                      list tokens (names and dates, never secrets)
   nodevirtd token delete NAME               revoke a token
   nodevirtd node                            print GET /v1/node
+  nodevirtd console VM [--ro]               attach the terminal to a VM's serial console (Ctrl-] detaches);
+                                            --ro watches without taking the single writer role
   nodevirtd --version | --help
 
 options for commands:
@@ -80,6 +83,9 @@ export async function runCli(argv: string[], target: ApiTarget, io: CliIo): Prom
       if (!res) return 1;
       io.out(JSON.stringify(res.body, null, 2));
       return 0;
+    }
+    if (cmd === 'console' && sub !== undefined && rest.every((a) => a === '--ro')) {
+      return await runConsole({ target: t, vm: sub, write: !rest.includes('--ro'), input: process.stdin, output: process.stdout, err: io.err });
     }
     io.err(`nodevirtd: unknown command "${args.join(' ')}"\n${USAGE}`);
     return 2;
