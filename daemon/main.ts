@@ -184,6 +184,7 @@ async function serve(config: Config, configSource: string | null, logger: Logger
   const vms = createVmService({
     store,
     libvirt,
+    events,
     plumber,
     networks,
     dhcp,
