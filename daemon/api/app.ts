@@ -16,6 +16,7 @@ import { healthzRoutes } from './routes/healthz.js';
 import { leaseRoutes, type LeaseQuery } from './routes/leases.js';
 import { networkRoutes, type NetworkApi } from './routes/networks.js';
 import { vmRoutes, type VmApi } from './routes/vms.js';
+import { imageRoutes, type ImageApi } from './routes/images.js';
 import { operationRoutes } from './routes/operations.js';
 import type { Operations } from '../ops/types.js';
 import { consoleRoutes, type ConsoleApi, type VncApi } from './routes/console.js';
@@ -38,6 +39,8 @@ export interface AppDeps {
   vms?: VmApi;
   /** Async operations (ops/operations.ts). Optional until main.ts wires it; the routes answer 500 without it. */
   ops?: Operations;
+  /** The image registry (storage/image-registry.ts); imports also need `ops`. Optional until main.ts wires it; the routes answer 500 without it. */
+  images?: ImageApi;
   /** Serial console multiplexer (vm/console.ts) and VNC proxy (vm/vnc.ts); the WebSocket routes answer 500 without them. */
   console?: ConsoleApi;
   vnc?: VncApi;
@@ -79,6 +82,7 @@ export function createApp(deps: AppDeps): Koa {
     ...networkRoutes({ networks: deps.networks }),
     ...vmRoutes({ vms: deps.vms, ops: deps.ops }),
     ...operationRoutes({ ops: deps.ops }),
+    ...imageRoutes({ images: deps.images, ops: deps.ops }),
     ...consoleRoutes({ console: deps.console, vnc: deps.vnc }),
     ...docsRoutes(deps),
   };

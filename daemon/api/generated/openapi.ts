@@ -531,6 +531,61 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/images": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * List images
+         * @description Every imported image, sorted by name.
+         */
+        get: operations["imagesList"];
+        put?: never;
+        /**
+         * Import an image
+         * @description Runs as an operation (kind `image.import`, target `images/{name}`). The source is an `http`/`https` URL
+         *     (credentials in the URL are sent as Basic auth and not recorded) or a regular file inside a storage
+         *     root, which is copied. The bytes are streamed to a temporary file in the image directory while their
+         *     sha256 is computed (progress follows Content-Length), compared with `sha256` when given, then
+         *     `qemu-img info` must find a standalone raw or qcow2 image (no backing file, no external data file, not
+         *     encrypted; an ISO is raw); the file becomes `<storage root>/images/<name>.<format>`. A failed or
+         *     cancelled import leaves no file and no record. A download that sends nothing for 60 s fails.
+         *     The name is taken from the request on: a second import of it is 409 IMAGE_EXISTS.
+         */
+        post: operations["imageImport"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/images/{name}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The image's name. */
+                name: components["parameters"]["ImageName"];
+            };
+            cookie?: never;
+        };
+        /** One image */
+        get: operations["imageGet"];
+        put?: never;
+        post?: never;
+        /**
+         * Delete an image
+         * @description Refused with 409 IMAGE_IN_USE (naming the VMs) while a VM's spec uses the image as an `image`, `cdrom` or `volume.fromImage` source. Volumes already copied from it are standalone and are not affected.
+         */
+        delete: operations["imageDelete"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/openapi.json": {
         parameters: {
             query?: never;
@@ -900,9 +955,11 @@ export interface components {
         VmShortName: string;
         /**
          * @description What the VM should be. Disks take exactly one source: `host` (a file inside a storage root, created
-         *     at `sizeBytes` if absent) or `volume` (empty at `sizeBytes`, kept with `keepDisks`); `image`,
-         *     `cdrom` and `volume.fromImage` need the image registry and are refused with VM_SPEC_INVALID until it
-         *     exists. Interfaces join a network; MAC and IP are chosen by the daemon unless given. `kernelBoot`
+         *     at `sizeBytes` if absent), `volume` (empty at `sizeBytes`, or a standalone copy of the registry image
+         *     `fromImage` grown to `sizeBytes`; made at the first start, kept with `keepDisks`), `image` (a qcow2
+         *     overlay on a registry image, made at the first start, kept across restarts, removed at delete even
+         *     with `keepDisks`) or `cdrom` (a registry image attached read-only). A name not in GET /v1/images is
+         *     VM_SPEC_INVALID with a pointer into the disk. Interfaces join a network; MAC and IP are chosen by the daemon unless given. `kernelBoot`
          *     boots a kernel and initrd directly (paths inside a storage root).
          * @example {
          *       "name": "web1",
@@ -1072,6 +1129,62 @@ export interface components {
             diff: string[];
             /** @description Dry run only; the libvirt domain XML a start would define. */
             domainXml?: string;
+        };
+        /**
+         * @description What VM disks name in `image.name`, `cdrom.image` and `volume.fromImage`.
+         * @example debian-12
+         */
+        ImageName: string;
+        /** @description An http(s) URL to download, or a file inside a storage root to copy. */
+        ImageSource: {
+            /** @description http or https; other schemes are IMAGE_SOURCE_INVALID. */
+            url: string;
+        } | {
+            /** @description Absolute, or relative to the first storage root. */
+            path: string;
+        };
+        /**
+         * @example {
+         *       "name": "debian-12",
+         *       "source": {
+         *         "url": "https://cloud.debian.org/images/cloud/bookworm/latest/debian-12-generic-amd64.qcow2"
+         *       }
+         *     }
+         * @example {
+         *       "name": "tools",
+         *       "source": {
+         *         "path": "uploads/tools.iso"
+         *       },
+         *       "sha256": "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+         *     }
+         */
+        ImageImport: {
+            name: components["schemas"]["ImageName"];
+            source: components["schemas"]["ImageSource"];
+            /** @description Expected sha256 of the bytes; a mismatch fails the import (IMAGE_CHECKSUM_MISMATCH). */
+            sha256?: string;
+        };
+        Image: {
+            name: components["schemas"]["ImageName"];
+            /**
+             * @description As qemu-img detected it; an ISO is raw.
+             * @enum {string}
+             */
+            format: "raw" | "qcow2";
+            /** @description Bytes the guest sees. */
+            virtualSize: number;
+            /** @description Bytes the file takes on disk. */
+            actualSize: number;
+            /** @description Of the file as imported. */
+            sha256: string;
+            source: components["schemas"]["ImageSource"];
+            /** @description The image file: <storage root>/images/<name>.<format>. */
+            path: string;
+            /** Format: date-time */
+            createdAt: string;
+        };
+        ImageList: {
+            items: components["schemas"]["Image"][];
         };
         /**
          * @description A random operation id (a lower-case UUID).
@@ -1336,6 +1449,8 @@ export interface components {
         TokenName: components["schemas"]["TokenName"];
         /** @description The VM's name. */
         VmName: components["schemas"]["VmName"];
+        /** @description The image's name. */
+        ImageName: components["schemas"]["ImageName"];
         /** @description The operation's id (from the Location of a 202). */
         OperationId: components["schemas"]["OperationId"];
         /** @description Seconds to wait for the operation to end before answering (0..3600). On an action that runs as an operation: ended in time and succeeded is 200 with the finished Operation (`result` holds what the synchronous call would have answered); ended and failed is the same problem (status and code) the synchronous call would have given; still running is 202 as without `wait`. */
@@ -2589,6 +2704,170 @@ export interface operations {
             };
             /** @description No such operation, or it finished and expired (code OPERATION_NOT_FOUND). */
             404: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            "4XX": components["responses"]["ClientError"];
+            "5XX": components["responses"]["ServerError"];
+        };
+    };
+    imagesList: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description All images. */
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ImageList"];
+                };
+            };
+            "4XX": components["responses"]["ClientError"];
+            "5XX": components["responses"]["ServerError"];
+        };
+    };
+    imageImport: {
+        parameters: {
+            query?: {
+                /** @description Seconds to wait for the operation to end before answering (0..3600). On an action that runs as an operation: ended in time and succeeded is 200 with the finished Operation (`result` holds what the synchronous call would have answered); ended and failed is the same problem (status and code) the synchronous call would have given; still running is 202 as without `wait`. */
+                wait?: components["parameters"]["Wait"];
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ImageImport"];
+            };
+        };
+        responses: {
+            /** @description With `?wait`, the import ended in time and succeeded; `result` is the Image. */
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Operation"];
+                };
+            };
+            202: components["responses"]["OperationAccepted"];
+            /** @description IMAGE_SOURCE_INVALID (a scheme other than http/https, not a regular file), PATH_INVALID (outside the storage roots), IMAGE_INVALID (with ?wait, not a usable image). */
+            400: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description IMAGE_EXISTS (the name is taken or being imported). */
+            409: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description With `?wait`, IMAGE_CHECKSUM_MISMATCH (the bytes do not match `sha256`). */
+            422: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            "4XX": components["responses"]["ClientError"];
+            "5XX": components["responses"]["ServerError"];
+        };
+    };
+    imageGet: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The image's name. */
+                name: components["parameters"]["ImageName"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The image. */
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Image"];
+                };
+            };
+            /** @description No such image (code IMAGE_NOT_FOUND). */
+            404: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            "4XX": components["responses"]["ClientError"];
+            "5XX": components["responses"]["ServerError"];
+        };
+    };
+    imageDelete: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The image's name. */
+                name: components["parameters"]["ImageName"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Deleted (record and file). */
+            204: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description No such image (code IMAGE_NOT_FOUND). */
+            404: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description IMAGE_IN_USE. */
+            409: {
                 headers: {
                     "X-Request-Id": components["headers"]["X-Request-Id"];
                     [name: string]: unknown;

@@ -19,6 +19,10 @@ import { createNetworkService } from '../../../daemon/net/network-service.js';
 import { createStore, type KeySpace, type Store } from '../../../daemon/store/store.js';
 import { createTestVmService } from './vm-harness.js';
 import { createOperations } from '../../../daemon/ops/operations.js';
+import { createImageRegistry } from '../../../daemon/storage/image-registry.js';
+import { createImageStore } from '../../../daemon/storage/images.js';
+import { createPathGuard } from '../../../daemon/storage/paths.js';
+import { createQemuImg } from '../../../daemon/storage/qemu-img.js';
 
 let specPromise: Promise<ApiSpec> | undefined;
 export function spec(): Promise<ApiSpec> {
@@ -66,6 +70,10 @@ export async function startApp(opts: { transport?: Transport; node?: { info(): P
     },
   });
   const logger = createLogger({ level: 'info', destination });
+  const ops = createOperations();
+  const vmRoot = join(dir, 'vm-root');
+  const vmTest = createTestVmService(store, vmRoot);
+  const guard = createPathGuard({ roots: [vmRoot] });
   const app = createApp({
     logger,
     spec: await spec(),
@@ -76,8 +84,9 @@ export async function startApp(opts: { transport?: Transport; node?: { info(): P
       const links = createFakeLinks();
       return createNetworkService({ store, adapters: { links, nft: createFakeNftables(), host: createFakeNetHost(links) } });
     })(),
-    vms: createTestVmService(store, join(dir, 'vm-root')).vms,
-    ops: createOperations(),
+    vms: vmTest.vms,
+    ops,
+    images: createImageRegistry({ store, images: createImageStore({ qemuImg: createQemuImg(), guard }), guard, dir: join(vmRoot, 'images'), ops, usedBy: async () => [] }),
     version: '0.1.0-test',
     validateResponses: true,
   });
