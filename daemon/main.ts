@@ -25,6 +25,8 @@ import { openPacketSocket } from './host/native.js';
 import { createNodeService, emulatorFromCapabilities } from './node/node-service.js';
 import { createMacAllocator, type MacRecord } from './net/macs.js';
 import { createImageStore } from './storage/images.js';
+import { createImageRegistry } from './storage/image-registry.js';
+import { diskImages, imagesOf } from './vm/vm-disks.js';
 import { createPathGuard } from './storage/paths.js';
 import { createQemuImg } from './storage/qemu-img.js';
 import { createVmService, type VmRecord } from './vm/vm-service.js';
@@ -181,6 +183,19 @@ async function serve(config: Config, configSource: string | null, logger: Logger
   await chmod(join(config.stateDir, 'db'), 0o700);
   await chmod(storageRoot, 0o711);
   const guard = createPathGuard({ roots: [storageRoot, '/var/cache/nodevirt'] });
+  // Images live in <storage root>/images; one is in use while a stored VM spec names it (image, cdrom, volume.fromImage); read from the store so a
+  // delete does not depend on libvirt answering.
+  const imageStore = createImageStore({ qemuImg: createQemuImg(), guard });
+  const imageRegistry = createImageRegistry({
+    store,
+    images: imageStore,
+    guard,
+    dir: join(storageRoot, 'images'),
+    ops,
+    usedBy: async (image) => (await store.sublevel<VmRecord>('vms').list()).filter(([, r]) => imagesOf(r.spec).includes(image)).map(([, r]) => r.name),
+    logger,
+  });
+  await imageRegistry.start();
   const vms = createVmService({
     store,
     libvirt,
@@ -191,7 +206,7 @@ async function serve(config: Config, configSource: string | null, logger: Logger
     leases,
     macs: createMacAllocator({ macs: store.sublevel<MacRecord>('macs'), nodeId: 0 }),
     guard,
-    images: createImageStore({ qemuImg: createQemuImg(), guard }),
+    images: diskImages(imageStore, imageRegistry),
     host: async () => ({
       virtType: virt.virtType,
       emulator: emulatorFromCapabilities(await libvirt.getCapabilities()) ?? '/usr/bin/qemu-system-x86_64',
@@ -221,7 +236,7 @@ async function serve(config: Config, configSource: string | null, logger: Logger
 
   // transport
   const spec = await loadApiSpec();
-  const app = createApp({ logger, spec, node, tokens, leases, networks, vms, console: consoles, vnc, ops, version: VERSION });
+  const app = createApp({ logger, spec, node, tokens, leases, networks, vms, console: consoles, vnc, ops, images: imageRegistry, version: VERSION });
   const servers = await startServers({
     app,
     logger,
