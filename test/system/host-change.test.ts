@@ -2,7 +2,7 @@
 // carries its address, default and static routes to a "gateway" namespace (nvr* names, fresh per test).
 // The vmbr0 move is confirmed by its probes; a change that cuts the gateway is reverted exactly, also when
 // the process that applied it is SIGKILLed (the detached revert agent does it); confirm keeps a change.
-import { execFileSync, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
@@ -13,7 +13,7 @@ import { transpileForChild } from './helpers/transpile.js';
 import { bridgeOverUplinkPlan, type HostOp } from '../../daemon/net/checkpoint.js';
 import { createHostChanges, type HostChanges } from '../../daemon/net/host-change.js';
 import { createStore, type Store } from '../../daemon/store/store.js';
-import { netnsUnavailable } from './helpers/netns.js';
+import { ipn, netnsUnavailable, ping as pingNs, sh } from './helpers/netns.js';
 
 const why = netnsUnavailable();
 const run = randomBytes(3).toString('hex');
@@ -24,16 +24,8 @@ let GW = '';
 const made = new Set<string>();
 const cacheDir = join(process.cwd(), 'node_modules/.cache', `nvr-hostchange-${run}`);
 
-const sh = (...a: string[]) => execFileSync(a[0]!, a.slice(1), { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
-const ipn = (ns: string, ...a: string[]) => sh('ip', '-n', ns, ...a);
-const ping = (ns: string, ip: string) => {
-  try {
-    sh('ip', 'netns', 'exec', ns, 'busybox', 'ping', '-c', '1', '-W', '1', ip);
-    return true;
-  } catch {
-    return false;
-  }
-};
+// One try: the negative checks must not wait for retries.
+const ping = (ns: string, ip: string) => pingNs(ns, ip, 1);
 /** What "exactly back" means: IPv4 addresses, routes, master, MTU and state of the uplink, and no bridge. */
 const snapshot = (ns: string) => {
   const links = (JSON.parse(ipn(ns, '-j', 'addr', 'show')) as Array<Record<string, any>>).map((l) => ({

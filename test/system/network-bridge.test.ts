@@ -2,7 +2,6 @@
 // inside private network namespaces (nvn*): a managed bridge over a veth uplink carries frames from a
 // stand-in VM to "the LAN", PUT is idempotent, dry runs touch nothing, adopted bridges survive DELETE,
 // and a VLAN network either works or (on this kernel, without 802.1Q) fails leaving nothing behind.
-import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -15,7 +14,7 @@ import { bridgeName } from '../../daemon/net/names.js';
 import { createNetHost } from '../../daemon/net/network-host.js';
 import { createNetworkService, type NetworkService } from '../../daemon/net/network-service.js';
 import { createStore, type Store } from '../../daemon/store/store.js';
-import { netnsUnavailable } from './helpers/netns.js';
+import { ipn, netnsUnavailable, ping as pingNs, sh } from './helpers/netns.js';
 
 const why = netnsUnavailable();
 const run = randomBytes(3).toString('hex');
@@ -24,8 +23,6 @@ const LAN = `nvn${run}l`;
 const VM = `nvn${run}v`;
 const made: string[] = [];
 
-const sh = (...args: string[]) => execFileSync(args[0]!, args.slice(1), { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
-const ipn = (ns: string, ...args: string[]) => sh('ip', '-n', ns, ...args);
 const link = (ns: string, name: string) => (JSON.parse(ipn(ns, '-d', '-j', 'link', 'show', 'dev', name)) as Array<Record<string, any>>)[0]!;
 const exists = (ns: string, name: string) => {
   try {
@@ -35,14 +32,8 @@ const exists = (ns: string, name: string) => {
     return false;
   }
 };
-const ping = (ns: string, ip: string) => {
-  try {
-    sh('ip', 'netns', 'exec', ns, 'busybox', 'ping', '-c', '1', '-W', '2', ip);
-    return true;
-  } catch {
-    return false;
-  }
-};
+// One try: the negative checks must not wait for retries.
+const ping = (ns: string, ip: string) => pingNs(ns, ip, 1);
 
 /** Whether this kernel can make an 802.1Q link at all (a scratch namespace, removed at once). */
 function vlanSupport(): string | undefined {

@@ -1,7 +1,7 @@
 // Floating IPs of a routed network on the real kernel, in private namespaces (nvf*): a "LAN" host with no
 // route to the pool reaches a stand-in VM through its floating IP (DNAT), the VM reaches the LAN as that
 // address (SNAT); a reboot stand-in is repaired by reconcile; DELETE leaves no rule and no address.
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -14,7 +14,7 @@ import { createNetHost } from '../../daemon/net/network-host.js';
 import { routedTable } from '../../daemon/net/network-routed.js';
 import { createNetworkService, type NetworkService } from '../../daemon/net/network-service.js';
 import { createStore, type Store } from '../../daemon/store/store.js';
-import { netnsUnavailable } from './helpers/netns.js';
+import { ipn, netnsUnavailable, sh } from './helpers/netns.js';
 
 const why = netnsUnavailable();
 const run = randomBytes(3).toString('hex');
@@ -25,8 +25,6 @@ const FIP = '198.51.100.50';
 const made: string[] = [];
 const servers: ChildProcess[] = [];
 
-const sh = (...args: string[]) => execFileSync(args[0]!, args.slice(1), { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
-const ipn = (ns: string, ...args: string[]) => sh('ip', '-n', ns, ...args);
 
 /** A TCP server in `ns` that answers each connection with "<who> saw <peer address>" and closes. */
 async function serve(ns: string, who: string, port: number): Promise<void> {

@@ -2,7 +2,6 @@
 // the real kernel (host-change.test.ts's topology, nvh* namespaces): a PUT whose bridge cannot forward at
 // once (STP on: 2 x 15 s forward delay) loses the gateway and is reverted exactly; the plain move is
 // auto-confirmed; with autoConfirm off it waits as `pending` in status until POST .../confirm.
-import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -16,7 +15,7 @@ import { bridgeName } from '../../daemon/net/names.js';
 import { createNetHost } from '../../daemon/net/network-host.js';
 import { createNetworkService, type NetworkService } from '../../daemon/net/network-service.js';
 import { createStore, type Store } from '../../daemon/store/store.js';
-import { netnsUnavailable } from './helpers/netns.js';
+import { ipn, netnsUnavailable, ping as pingNs, sh } from './helpers/netns.js';
 
 const why = netnsUnavailable();
 const run = randomBytes(3).toString('hex');
@@ -25,16 +24,8 @@ let HOST = '';
 let GW = '';
 const BR = bridgeName('vmbr');
 
-const sh = (...a: string[]) => execFileSync(a[0]!, a.slice(1), { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
-const ipn = (ns: string, ...a: string[]) => sh('ip', '-n', ns, ...a);
-const ping = (ns: string, ip: string) => {
-  try {
-    sh('ip', 'netns', 'exec', ns, 'busybox', 'ping', '-c', '1', '-W', '1', ip);
-    return true;
-  } catch {
-    return false;
-  }
-};
+// One try: the negative checks must not wait for retries.
+const ping = (ns: string, ip: string) => pingNs(ns, ip, 1);
 /** Addresses, routes, masters, MTUs and states: what "exactly back" means. */
 const snapshot = (ns: string) => ({
   links: (JSON.parse(ipn(ns, '-j', 'addr', 'show')) as Array<Record<string, any>>).map((l) => ({

@@ -1,7 +1,7 @@
 // NAT networks on the real kernel, in private namespaces (nvn*): the service builds the bridge with the
 // gateway, ip_forward and our nft tables; a stand-in VM reaches "the LAN" only through masquerade, a port
 // forward reaches the VM from the LAN, isolated ports drop VM-to-VM traffic, and DELETE leaves nothing.
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -14,7 +14,7 @@ import { createNetHost } from '../../daemon/net/network-host.js';
 import { createNetworkService, type NetworkService } from '../../daemon/net/network-service.js';
 import type { NetworkSpec } from '../../daemon/net/network-model.js';
 import { createStore, type Store } from '../../daemon/store/store.js';
-import { netnsUnavailable } from './helpers/netns.js';
+import { inNs, ipn, netnsUnavailable, ping, sh, tcpGet } from './helpers/netns.js';
 
 const why = netnsUnavailable();
 const run = randomBytes(3).toString('hex');
@@ -25,23 +25,6 @@ const VM2 = `nvn${run}b`;
 const made: string[] = [];
 const children: ChildProcess[] = [];
 
-const sh = (...args: string[]) => execFileSync(args[0]!, args.slice(1), { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
-const ipn = (ns: string, ...args: string[]) => sh('ip', '-n', ns, ...args);
-const inNs = (ns: string, ...args: string[]) => sh('ip', 'netns', 'exec', ns, ...args);
-const ping = (ns: string, ip: string, tries = 5) => {
-  for (let i = 0; i < tries; i++) {
-    try {
-      inNs(ns, 'busybox', 'ping', '-c', '1', '-W', '1', ip);
-      return true;
-    } catch {
-      // linkwatch may still be bringing a new bridge port to forwarding
-    }
-  }
-  return false;
-};
-/** One TCP exchange from a namespace, by a child node (the test process stays in the host namespace). */
-const tcpGet = (ns: string, host: string, port: number) =>
-  inNs(ns, process.execPath, '-e', `const s=require('net').connect(${port},'${host}');let d='';s.on('data',c=>d+=c);s.on('end',()=>{process.stdout.write(d)});s.on('error',e=>{process.stdout.write('ERR '+e.code)});setTimeout(()=>{process.stdout.write('TIMEOUT');process.exit(0)},3000).unref()`);
 
 function vmNs(ns: string, hostEnd: string, ip: string) {
   sh('ip', 'netns', 'add', ns);

@@ -1,7 +1,6 @@
 // Routed networks on the real kernel, in private namespaces (nvn*): a stand-in VM (a veth named like the
 // NIC's tap, its far end in the VM namespace) configured as our DHCP attachment says (a /32, classless
 // on-link route to 169.254.1.1, default via it) reaches "the LAN", and its /32 is reachable from the LAN.
-import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -13,7 +12,7 @@ import { tapName } from '../../daemon/net/names.js';
 import { createNetHost } from '../../daemon/net/network-host.js';
 import { createNetworkService, type NetworkService } from '../../daemon/net/network-service.js';
 import { createStore, type Store } from '../../daemon/store/store.js';
-import { netnsUnavailable } from './helpers/netns.js';
+import { ipn, netnsUnavailable, ping, sh } from './helpers/netns.js';
 
 const why = netnsUnavailable();
 const run = randomBytes(3).toString('hex');
@@ -22,19 +21,6 @@ const LAN = `nvn${run}l`;
 const VM = `nvn${run}v`;
 const made: string[] = [];
 
-const sh = (...args: string[]) => execFileSync(args[0]!, args.slice(1), { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
-const ipn = (ns: string, ...args: string[]) => sh('ip', '-n', ns, ...args);
-const ping = (ns: string, ip: string, tries = 5) => {
-  for (let i = 0; i < tries; i++) {
-    try {
-      sh('ip', 'netns', 'exec', ns, 'busybox', 'ping', '-c', '1', '-W', '1', ip);
-      return true;
-    } catch {
-      // a fresh veth may take a moment to carry frames
-    }
-  }
-  return false;
-};
 
 if (why !== undefined) {
   describe.skip(`routed networks (skipped: ${why})`, () => it('needs root', () => undefined));

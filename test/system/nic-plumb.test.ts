@@ -10,44 +10,14 @@ import { createNftables, type Nftables } from '../../daemon/host/nftables.js';
 import { bridgeName, isOurs, tapName } from '../../daemon/net/names.js';
 import { createNicPlumber, type NicPlumber, type NicRecord, type NicSpec, type PlumbedNic } from '../../daemon/net/nic.js';
 import { createStore, type KeySpace, type Store } from '../../daemon/store/store.js';
-import { createTestNetns, netnsUnavailable, type TestNetns } from './helpers/netns.js';
+import { createTestNetns, ethFrame, netnsUnavailable, udpFrame, writeTapFrames, type TestNetns } from './helpers/netns.js';
 
 // ---- frames ------------------------------------------------------------------------------------------
 
 const mac = (s: string) => Buffer.from(s.split(':').map((h) => parseInt(h, 16)));
 const ip4 = (s: string) => Buffer.from(s.split('.').map(Number));
-
-function ipv4Checksum(h: Buffer): number {
-  let sum = 0;
-  for (let i = 0; i < h.length; i += 2) sum += h.readUInt16BE(i);
-  while (sum > 0xffff) sum = (sum & 0xffff) + (sum >>> 16);
-  return ~sum & 0xffff;
-}
-
-function eth(src: string, type: number, payload: Buffer, dst = 'ff:ff:ff:ff:ff:ff'): Buffer {
-  const h = Buffer.alloc(14);
-  mac(dst).copy(h, 0);
-  mac(src).copy(h, 6);
-  h.writeUInt16BE(type, 12);
-  const f = Buffer.concat([h, payload]);
-  return f.length >= 60 ? f : Buffer.concat([f, Buffer.alloc(60 - f.length)]);
-}
-
-function udp4(srcMac: string, src: string, dst: string, sport: number, dport: number): Buffer {
-  const u = Buffer.alloc(8 + 4);
-  u.writeUInt16BE(sport, 0);
-  u.writeUInt16BE(dport, 2);
-  u.writeUInt16BE(u.length, 4);
-  const ip = Buffer.alloc(20);
-  ip[0] = 0x45;
-  ip.writeUInt16BE(20 + u.length, 2);
-  ip[8] = 64;
-  ip[9] = 17;
-  ip4(src).copy(ip, 12);
-  ip4(dst).copy(ip, 16);
-  ip.writeUInt16BE(ipv4Checksum(ip), 10);
-  return eth(srcMac, 0x0800, Buffer.concat([ip, u]));
-}
+const eth = ethFrame;
+const udp4 = (srcMac: string, src: string, dst: string, sport: number, dport: number) => udpFrame({ srcMac, src, dst, sport, dport });
 
 function arpReply(srcMac: string, senderIp: string): Buffer {
   const a = Buffer.alloc(28);
@@ -79,23 +49,6 @@ function vlanTagged(srcMac: string): Buffer {
   const tag = Buffer.from([0x00, 0x05, 0x08, 0x00]);
   return eth(srcMac, 0x8100, Buffer.concat([tag, udp4(srcMac, '10.50.0.99', '10.50.0.255', 1, 2).subarray(14)]));
 }
-
-// Opens the persistent tap as its "VM" would and writes one frame per hex line. Opening brings the carrier
-// up, but the bridge enables the port only when linkwatch gets to it: until the port forwards (state 3)
-// the bridge drops frames before any hook sees them, so wait for that first.
-const WRITE_FRAMES = `
-import fcntl, os, struct, sys, time
-fd = os.open('/dev/net/tun', os.O_RDWR)
-fcntl.ioctl(fd, 0x400454ca, struct.pack('16sH', sys.argv[1].encode(), 0x0002 | 0x1000))
-deadline = time.time() + 10
-while open('/sys/class/net/%s/brport/state' % sys.argv[1]).read().strip() != '3':
-    if time.time() > deadline:
-        sys.exit('bridge port never reached forwarding')
-    time.sleep(0.01)
-for line in sys.stdin.read().split():
-    os.write(fd, bytes.fromhex(line))
-os.close(fd)
-`;
 
 // ---- harness -----------------------------------------------------------------------------------------
 
@@ -191,8 +144,7 @@ if (why !== undefined) {
         'icmpv6.type': routerAdvert(a.mac),
         'ether.type': vlanTagged(a.mac),
       };
-      const frames = [...good, ...Object.values(bad)].map((f) => f.toString('hex')).join('\n');
-      ns.exec('python3', ['-c', WRITE_FRAMES, a.tap], frames);
+      writeTapFrames(ns.name, a.tap, [...good, ...Object.values(bad)]);
 
       const counts = ruleCounters(a.tap);
       expect(counts['ether.saddr']).toBe(1);
