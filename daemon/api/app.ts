@@ -18,6 +18,8 @@ import { networkRoutes, type NetworkApi } from './routes/networks.js';
 import { vmRoutes, type VmApi } from './routes/vms.js';
 import { imageRoutes, type ImageApi } from './routes/images.js';
 import { operationRoutes } from './routes/operations.js';
+import { eventRoutes, type EventRouteOptions } from './routes/events.js';
+import type { EventLog } from '../ops/event-log.js';
 import type { Operations } from '../ops/types.js';
 import { consoleRoutes, type ConsoleApi, type VncApi } from './routes/console.js';
 import { nodeRoutes } from './routes/node.js';
@@ -39,6 +41,10 @@ export interface AppDeps {
   vms?: VmApi;
   /** Async operations (ops/operations.ts). Optional until main.ts wires it; the routes answer 500 without it. */
   ops?: Operations;
+  /** The event log (ops/event-log.ts) behind GET /v1/events. Optional until main.ts wires it; 500 without it. */
+  events?: EventLog;
+  /** Heartbeat and slow-client timings of the event stream (tests shorten them). */
+  eventStream?: EventRouteOptions;
   /** The image registry (storage/image-registry.ts); imports also need `ops`. Optional until main.ts wires it; the routes answer 500 without it. */
   images?: ImageApi;
   /** Serial console multiplexer (vm/console.ts) and VNC proxy (vm/vnc.ts); the WebSocket routes answer 500 without them. */
@@ -82,6 +88,7 @@ export function createApp(deps: AppDeps): Koa {
     ...networkRoutes({ networks: deps.networks }),
     ...vmRoutes({ vms: deps.vms, ops: deps.ops }),
     ...operationRoutes({ ops: deps.ops }),
+    ...eventRoutes({ events: deps.events, ...deps.eventStream }),
     ...imageRoutes({ images: deps.images, ops: deps.ops }),
     ...consoleRoutes({ console: deps.console, vnc: deps.vnc }),
     ...docsRoutes(deps),

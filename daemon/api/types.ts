@@ -1,6 +1,7 @@
 // Handler types derived from the generated spec types: every operationId needs a handler, and a handler's
 // input and success replies have the shapes the spec gives them.
 import type { Context } from 'koa';
+import type { Readable } from 'node:stream';
 import type { components, operations } from './generated/openapi.js';
 
 export type Schemas = components['schemas'];
@@ -31,7 +32,7 @@ type ReplyBody<R> = R extends { content: { 'application/json': infer B } }
   ? B
   : R extends { content?: never }
     ? undefined
-    : string | Buffer;
+    : string | Buffer | Readable;
 
 export type Reply<K extends OperationId> = {
   [S in SuccessStatus<K>]: {

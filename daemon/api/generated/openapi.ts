@@ -586,6 +586,39 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/events": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Server-Sent Events for VMs, networks, operations and DHCP
+         * @description A `text/event-stream` that stays open. Each event is one frame: `id: <id>` and `data: <Event as JSON>`.
+         *     Ordinary events are unnamed (EventSource `onmessage`); their `type` is in the data (`vm.started`,
+         *     `network.applied`, `operation.succeeded`, `dhcp.ack`, ...). Ids are `<daemon-start-ms>-<sequence>`.
+         *
+         *     Reconnecting with `Last-Event-ID` (or `?lastEventId=` for clients that cannot set headers) replays
+         *     the events after it from a bounded history (the newest 1000). When that is impossible (the id is older
+         *     than the history, from an earlier daemon run, or unknown) the first frame is a named event `gap`
+         *     (`event: gap`, data `{"type":"gap","data":{"reason":"too-old"|"other-run"|"unknown-id",...}}`): the
+         *     client must re-list the state it tracks, then live events follow. Its id is the newest event's, so a
+         *     later reconnect resumes from there.
+         *
+         *     A client that reads too slowly (256 events behind) gets a final named event `dropped` whose id is the
+         *     last event it was sent, and the stream ends: reconnect with that id to catch up. A `: keepalive`
+         *     comment comes every 15 s.
+         */
+        get: operations["eventsGet"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/openapi.json": {
         parameters: {
             query?: never;
@@ -1230,6 +1263,28 @@ export interface components {
         };
         OperationList: {
             items: components["schemas"]["Operation"][];
+        };
+        /** @description The data of one GET /v1/events frame. `gap` and `dropped` are the stream's own control events (subject `events`). */
+        Event: {
+            /**
+             * @description <daemon-start-ms>-<sequence>; also the frame's SSE id.
+             * @example 1763934000000-42
+             */
+            id: string;
+            /**
+             * @description Dotted, e.g. vm.started, network.applied, operation.succeeded, dhcp.ack; or gap, dropped.
+             * @example dhcp.ack
+             */
+            type: string;
+            /**
+             * @description What it is about, e.g. vms/web1, networks/lan, operations/<id>, interfaces/<tap>.
+             * @example interfaces/nvtap0a1b2c
+             */
+            subject: string;
+            /** Format: date-time */
+            time: string;
+            /** @description Type-specific details, e.g. {interface, mac, ip} for dhcp.*; a JSON object. */
+            data?: unknown;
         };
         /** @description An RFC 9457 problem detail with nodevirt's stable error code. */
         Problem: {
@@ -2874,6 +2929,37 @@ export interface operations {
                 };
                 content: {
                     "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            "4XX": components["responses"]["ClientError"];
+            "5XX": components["responses"]["ServerError"];
+        };
+    };
+    eventsGet: {
+        parameters: {
+            query?: {
+                /** @description Comma-separated type prefixes to receive, e.g. `vm.,dhcp.`; `gap` and `dropped` always come. */
+                types?: string;
+                /** @description The same as the Last-Event-ID header (which wins when both are given). */
+                lastEventId?: string;
+            };
+            header?: {
+                /** @description The id of the last event the client saw (EventSource sends it on reconnect). */
+                "Last-Event-ID"?: string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The event stream (see the Event schema for each frame's data). */
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/event-stream": string;
                 };
             };
             "4XX": components["responses"]["ClientError"];

@@ -19,6 +19,7 @@ import { createNetworkService } from '../../../daemon/net/network-service.js';
 import { createStore, type KeySpace, type Store } from '../../../daemon/store/store.js';
 import { createTestVmService } from './vm-harness.js';
 import { createOperations } from '../../../daemon/ops/operations.js';
+import { createEventLog } from '../../../daemon/ops/event-log.js';
 import { createImageRegistry } from '../../../daemon/storage/image-registry.js';
 import { createImageStore } from '../../../daemon/storage/images.js';
 import { createPathGuard } from '../../../daemon/storage/paths.js';
@@ -86,6 +87,7 @@ export async function startApp(opts: { transport?: Transport; node?: { info(): P
     })(),
     vms: vmTest.vms,
     ops,
+    events: createEventLog(),
     images: createImageRegistry({ store, images: createImageStore({ qemuImg: createQemuImg(), guard }), guard, dir: join(vmRoot, 'images'), ops, usedBy: async () => [] }),
     version: '0.1.0-test',
     validateResponses: true,
@@ -157,6 +159,12 @@ export function send(
     const r = httpRequest(
       { ...target, host: '127.0.0.1', method: req.method ?? 'GET', path: req.path, headers, agent: false },
       (res) => {
+        // A stream never ends by itself: its status and headers are the answer.
+        if (String(res.headers['content-type']).startsWith('text/event-stream')) {
+          res.destroy();
+          resolve({ status: res.statusCode ?? 0, headers: res.headers, text: '', json: undefined });
+          return;
+        }
         const chunks: Buffer[] = [];
         res.on('data', (c: Buffer) => chunks.push(c));
         res.on('end', () => {
