@@ -236,7 +236,7 @@ async function serve(config: Config, configSource: string | null, logger: Logger
 
   // transport
   const spec = await loadApiSpec();
-  const app = createApp({ logger, spec, node, tokens, leases, networks, vms, console: consoles, vnc, ops, images: imageRegistry, version: VERSION });
+  const app = createApp({ logger, spec, node, tokens, leases, networks, vms, console: consoles, vnc, ops, events, images: imageRegistry, version: VERSION });
   const servers = await startServers({
     app,
     logger,
@@ -244,6 +244,8 @@ async function serve(config: Config, configSource: string | null, logger: Logger
     ...(config.api.tcp ? { tcp: config.api.tcp } : {}),
   });
   closers.push({ name: 'api', close: () => servers.close() });
+  // Closers run newest first: open event streams end before the listeners wait for their requests to finish.
+  closers.push({ name: 'event-streams', close: async () => events.close() });
   await selfCheck(servers.addresses.unix);
   if (stopping) return;
   notifier.ready(`API on ${servers.addresses.unix}${servers.addresses.tcp ? ` and tcp ${servers.addresses.tcp.host}:${servers.addresses.tcp.port}` : ''}`);
