@@ -95,6 +95,11 @@ export interface PutOptions {
   autoConfirm?: boolean;
   /** Its deadline (default 60000 ms, 1000..3600000): unconfirmed by then, it is reverted. */
   rollbackTimeoutMs?: number;
+  /**
+   * Extra probes of such a change besides the default gateway: http(s) URLs (cluster peers...), GET, 2xx/3xx
+   * passes. Only those that pass before the change count (host-change.ts); a bad URL is HOST_CHANGE_INVALID.
+   */
+  probeUrls?: string[];
 }
 
 export interface NetworkService {
@@ -299,7 +304,7 @@ export function createNetworkService(deps: NetworkServiceDeps): NetworkService {
     if (hc === undefined) throw new AppError('NETWORK_CONFLICT', `network ${name}: uplink ${uplink} carries the host's addresses and host changes with rollback are not available here`);
     const timeoutMs = opts.rollbackTimeoutMs ?? 60_000;
     const autoConfirm = opts.autoConfirm ?? true;
-    const header = `! host change with rollback: ${h.addresses.get(uplink)!.join(', ')} and routes move from ${uplink} to ${bridge}; probe the default gateway; ${autoConfirm ? 'auto-confirm' : 'confirm'} within ${timeoutMs / 1000} s or it is reverted`;
+    const header = `! host change with rollback: ${h.addresses.get(uplink)!.join(', ')} and routes move from ${uplink} to ${bridge}; probe the default gateway${(opts.probeUrls ?? []).map((u) => ` and ${u}`).join('')}; ${autoConfirm ? 'auto-confirm' : 'confirm'} within ${timeoutMs / 1000} s or it is reverted`;
     if (opts.dryRun) {
       const cp = await captureCheckpoint([uplink, bridge], deps.hostChangeNetns === undefined ? {} : { netns: deps.hostChangeNetns });
       const lines = [header, ...bridgeMovePlan(cp, uplink, bridge, desired).map((o) => `~ ip ${renderHostOp(o)}`)];
@@ -309,7 +314,7 @@ export function createNetworkService(deps: NetworkServiceDeps): NetworkService {
       ...(deps.hostChangeNetns === undefined ? {} : { netns: deps.hostChangeNetns }),
       links: [uplink, bridge],
       apply: (cp) => bridgeMovePlan(cp, uplink, bridge, desired),
-      probes: { gateway: true },
+      probes: { gateway: true, ...(opts.probeUrls === undefined ? {} : { urls: opts.probeUrls }) },
       timeoutMs,
       autoConfirm,
     });
