@@ -28,6 +28,13 @@ interface OperationRecord {
   waiters: Set<() => void>;
 }
 
+/** Operations plus what the daemon needs at shutdown. */
+export interface OperationsService extends Operations {
+  /** Answers every pending wait with the view as it is now (and later waits at once), so long-polls
+   *  do not hold the API open at shutdown. Running work is left alone. */
+  stop(): void;
+}
+
 export const DEFAULT_RETAIN_MS = 15 * 60_000;
 export const DEFAULT_MAX_RETAINED = 1000;
 
@@ -41,7 +48,7 @@ export function operationErrorOf(err: unknown): OperationError {
   return { code: 'INTERNAL', message: 'the operation hit an unexpected error; see the daemon log for its id', status: 500 };
 }
 
-export function createOperations(opts: OperationsOptions = {}): Operations {
+export function createOperations(opts: OperationsOptions = {}): OperationsService {
   const now = opts.now ?? Date.now;
   const retainMs = opts.retainMs ?? DEFAULT_RETAIN_MS;
   const maxRetained = opts.maxRetained ?? DEFAULT_MAX_RETAINED;
@@ -49,6 +56,7 @@ export function createOperations(opts: OperationsOptions = {}): Operations {
   // Insertion order is creation order, which the list and the count-based expiry rely on.
   const records = new Map<string, OperationRecord>();
   let finishedCount = 0;
+  let stopped = false;
 
   const iso = () => new Date(now()).toISOString();
 
@@ -162,23 +170,30 @@ export function createOperations(opts: OperationsOptions = {}): Operations {
       return [...records.values()].map(snapshot);
     },
 
-    wait(id, timeoutMs) {
+    wait(id, timeoutMs, signal) {
       let rec: OperationRecord;
       try {
         rec = lookup(id);
       } catch (err) {
         return Promise.reject(err);
       }
-      if (rec.finishedAt !== undefined) return Promise.resolve(snapshot(rec));
+      if (rec.finishedAt !== undefined || stopped || signal?.aborted) return Promise.resolve(snapshot(rec));
       return new Promise((resolve) => {
         const done = () => {
           clearTimeout(timer);
+          signal?.removeEventListener('abort', done);
           rec.waiters.delete(done);
           resolve(snapshot(rec));
         };
         const timer = setTimeout(done, Math.max(0, timeoutMs));
+        signal?.addEventListener('abort', done, { once: true });
         rec.waiters.add(done);
       });
+    },
+
+    stop() {
+      stopped = true;
+      for (const rec of records.values()) for (const wake of [...rec.waiters]) wake();
     },
 
     cancel(id) {

@@ -35,8 +35,9 @@ export interface Operations {
   /** Throws AppError OPERATION_NOT_FOUND for unknown or expired ids. */
   get(id: string): OperationView;
   list(): OperationView[];
-  /** Resolves with the view once the operation ends or after timeoutMs, whichever is first. */
-  wait(id: string, timeoutMs: number): Promise<OperationView>;
+  /** Resolves with the view once the operation ends or after timeoutMs, whichever is first (or at once when
+   *  `signal` aborts, e.g. the waiting client went away). */
+  wait(id: string, timeoutMs: number, signal?: AbortSignal): Promise<OperationView>;
   /** Aborts the work's signal; the operation ends as cancelled when the work returns. */
   cancel(id: string): OperationView;
 }

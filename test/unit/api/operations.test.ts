@@ -1,7 +1,7 @@
 // /v1/operations through the real app (response validation on) over real operations, plus
 // operationResponse: what an action that runs as an operation answers with and without ?wait.
 import { mkdtemp, rm } from 'node:fs/promises';
-import type { Server } from 'node:http';
+import { request as httpRequest, type Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -33,6 +33,14 @@ afterAll(async () => {
   await store.close();
   await rm(dir, { recursive: true, force: true });
 });
+
+async function until(cond: () => boolean): Promise<void> {
+  const deadline = Date.now() + 3000;
+  while (!cond()) {
+    if (Date.now() > deadline) throw new Error('timed out');
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
 
 /** Work that runs until the test lets it go (or cancels it). */
 function held<T>() {
@@ -78,6 +86,25 @@ describe('/v1/operations', () => {
     const ended = await pending;
     expect(Date.now() - t1).toBeLessThan(5000);
     expect(ended.json).toMatchObject({ status: 'succeeded', result: 42 });
+  });
+
+  it('a long-poll whose client went away stops waiting', async () => {
+    const real = createOperations();
+    let seen: AbortSignal | undefined;
+    const spy: Operations = { ...real, wait: (id, ms, signal) => ((seen = signal), real.wait(id, ms, signal)) };
+    const app = await serveApp(store, { ops: spy });
+    try {
+      const op = real.run('image.import', 'images/gone', () => new Promise(() => undefined));
+      const req = httpRequest({ host: '127.0.0.1', port: app.port, path: `/v1/operations/${op.id}?wait=3600`, agent: false });
+      req.on('error', () => undefined);
+      req.end();
+      await until(() => seen !== undefined);
+      expect(seen!.aborted).toBe(false);
+      req.destroy();
+      await until(() => seen!.aborted);
+    } finally {
+      await closeServer(app.server);
+    }
   });
 
   it('a failed operation is still 200 on GET, its error carrying code and status', async () => {

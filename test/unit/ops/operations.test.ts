@@ -228,3 +228,32 @@ describe('operations', () => {
     expect((await angry.wait(v.id, 1000)).status).toBe('succeeded');
   });
 });
+
+describe('operations: waiting ends early', () => {
+  it('wait resolves at once with the running view when its signal aborts', async () => {
+    const ops = createOperations();
+    const { id } = ops.run('k', 't', () => new Promise(() => undefined));
+    const ac = new AbortController();
+    const pending = ops.wait(id, 60_000, ac.signal);
+    const t0 = Date.now();
+    ac.abort();
+    expect((await pending).status).toBe('running');
+    expect(Date.now() - t0).toBeLessThan(1000);
+    expect((await ops.wait(id, 60_000, ac.signal)).status).toBe('running');
+  });
+
+  it('stop() answers every pending wait and every later one at once; work keeps running to its end', async () => {
+    const ops = createOperations();
+    let finish!: (v: string) => void;
+    const { id } = ops.run('k', 't', () => new Promise<string>((r) => (finish = r)));
+    const waits = [ops.wait(id, 60_000), ops.wait(id, 60_000)];
+    const t0 = Date.now();
+    ops.stop();
+    expect((await Promise.all(waits)).map((v) => v.status)).toEqual(['running', 'running']);
+    expect((await ops.wait(id, 60_000)).status).toBe('running');
+    expect(Date.now() - t0).toBeLessThan(1000);
+    finish('done');
+    await tick();
+    expect(ops.get(id)).toMatchObject({ status: 'succeeded', result: 'done' });
+  });
+});
