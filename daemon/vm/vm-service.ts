@@ -668,6 +668,8 @@ export function createVmService(deps: VmServiceDeps): VmService {
         }
         const alloc = await allocateNics(base, spec);
         const next: VmRecord = { ...base, spec, nics: alloc.nics, generation: base.generation + 1, updatedAt: now() };
+        // A new run strategy is a new statement of intent: an earlier stop no longer holds an Always VM down.
+        if (old !== undefined && (old.spec.runStrategy ?? DEFAULTS.runStrategy) !== (spec.runStrategy ?? DEFAULTS.runStrategy)) delete next.running;
         try {
           await records.put(name, next);
         } catch (e) {

@@ -140,6 +140,23 @@ describe('reconciler over the VM service and the libvirt fake', () => {
     expect((await vm()).status.phase).toBe('Running');
   });
 
+  it('a PUT that changes the run strategy resets the run intent: a VM stopped as Manual starts when made Always', async () => {
+    rec.start();
+    await t.vms.put('web', spec());
+    await t.vms.start('web');
+    await t.vms.stop('web');
+    await rec.resync();
+    expect((await vm()).status).toMatchObject({ phase: 'Stopped', running: false });
+    await t.vms.put('web', spec({ runStrategy: 'Always' }));
+    const v = await until('started by Always', vm, (x) => x.status.phase === 'Running');
+    expect(v.status.conditions).toContainEqual(expect.objectContaining({ type: 'Started', status: 'True', reason: 'RunStrategyAlways' }));
+    // The same spec again changes nothing, so a later stop holds.
+    await t.vms.stop('web');
+    await t.vms.put('web', spec({ runStrategy: 'Always' }));
+    await rec.resync();
+    expect((await vm()).status.phase).toBe('Stopped');
+  });
+
   it('RerunOnFailure: a crash is followed by a restart, a clean guest shutdown is not (NICs unplumbed, intent dropped)', async () => {
     rec.start();
     await t.vms.put('web', spec({ runStrategy: 'RerunOnFailure' }));
