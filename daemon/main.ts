@@ -35,7 +35,7 @@ import { createConsoleService } from './vm/console.js';
 import { createVncProxy } from './vm/vnc.js';
 import { createLinks } from './host/links.js';
 import { createNftables } from './host/nftables.js';
-import { createNetHost } from './net/network-host.js';
+import { createNetHost } from './host/net-host.js';
 import { createHostChanges } from './net/host-change.js';
 import { createNetworkService } from './net/network-service.js';
 import { createNicPlumber, nicId, type NicRecord } from './net/nic.js';

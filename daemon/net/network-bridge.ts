@@ -4,7 +4,7 @@
 import { bridgeOverUplinkPlan, type Checkpoint, type HostOp } from './checkpoint.js';
 import { describePool } from './ipam.js';
 import { bridgeName, kernelName } from './names.js';
-import { applyChanges } from './network-host.js';
+import { applyChanges } from './network-apply.js';
 import { invalid, planBridge, type HostChange, type HostState, type NicAttachment, type NormalSpec, type StatusCheck } from './network-model.js';
 import type { NetworkDriver, PlanInput } from './network-drivers.js';
 

@@ -1,7 +1,7 @@
 // One interface for every network type and the registry keyed by type (Incus style): a driver validates
 // a spec, plans host changes from what it reads, reports status per check and tells NICs how to attach.
 import { AppError } from '../lib/errors.js';
-import { applyChanges, type HostQuery, type NetAdapters } from './network-host.js';
+import { applyChanges, type HostQuery, type NetAdapters } from './network-apply.js';
 import { bridgeDriver } from './network-bridge.js';
 import { natDriver } from './network-nat.js';
 import { routedDriver } from './network-routed.js';

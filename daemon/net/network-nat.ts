@@ -4,7 +4,7 @@
 // since this kernel has no nft bridge meta matches to tell one bridge's frames from another's).
 import { describePool } from './ipam.js';
 import { networkBridge, bridgeStatus } from './network-bridge.js';
-import { applyChanges } from './network-host.js';
+import { applyChanges } from './network-apply.js';
 import { invalid, planAddresses, planBridge, type HostChange, type HostState, type NicAttachment, type NormalSpec, type StatusCheck } from './network-model.js';
 import type { NetworkDriver, PlanInput } from './network-drivers.js';
 

@@ -3,7 +3,7 @@
 // answers the VM's ARP for it), and DHCP hands out the gateway as classless routes (RFC 3442). Floating IPs:
 // an external /32 on the uplink, DNAT to the NIC's address and SNAT back, in the network's own nft table.
 import { bridgeName, tapName } from './names.js';
-import { applyChanges } from './network-host.js';
+import { applyChanges } from './network-apply.js';
 import { invalid, planAddresses, type FloatingIp, type HostChange, type HostState, type NicAttachment, type NormalSpec, type StatusCheck } from './network-model.js';
 import type { NetworkDriver, PlanInput } from './network-drivers.js';
 import { IP_FORWARD, tableChange } from './network-nat.js';

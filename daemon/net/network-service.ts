@@ -10,7 +10,7 @@ import { captureCheckpoint, renderHostOp } from './checkpoint.js';
 import type { HostChanges } from './host-change.js';
 import { addressedUplinks, bridgeMovePlan, networkBridge, vlanLinkName } from './network-bridge.js';
 import { driverFor, planNetwork } from './network-drivers.js';
-import { nftTableBatch, readHostState, type NetAdapters } from './network-host.js';
+import { nftTableBatch, readHostState, type NetAdapters } from './network-apply.js';
 import { isOurs } from './names.js';
 import { floatingIpChecks } from './network-routed.js';
 import type { HostState } from './network-model.js';

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createLinks } from '../../daemon/host/links.js';
 import { createNftables } from '../../daemon/host/nftables.js';
-import { createNetHost } from '../../daemon/net/network-host.js';
+import { createNetHost } from '../../daemon/host/net-host.js';
 import type { NetworkSpec } from '../../daemon/net/network-model.js';
 import { createNetworkService, type NetworkService } from '../../daemon/net/network-service.js';
 import { createNicPlumber, type NicPlumber, type NicRecord, type PlumbedNic } from '../../daemon/net/nic.js';

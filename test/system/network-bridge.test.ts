@@ -11,7 +11,7 @@ import { createLinks } from '../../daemon/host/links.js';
 import { createNftables } from '../../daemon/host/nftables.js';
 import { isAppError } from '../../daemon/lib/errors.js';
 import { bridgeName } from '../../daemon/net/names.js';
-import { createNetHost } from '../../daemon/net/network-host.js';
+import { createNetHost } from '../../daemon/host/net-host.js';
 import { createNetworkService, type NetworkService } from '../../daemon/net/network-service.js';
 import { createStore, type Store } from '../../daemon/store/store.js';
 import { ipn, netnsUnavailable, ping as pingNs, sh } from './helpers/netns.js';

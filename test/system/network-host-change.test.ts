@@ -15,7 +15,7 @@ import { createNftables } from '../../daemon/host/nftables.js';
 import { isAppError } from '../../daemon/lib/errors.js';
 import { createHostChanges, type HostChanges } from '../../daemon/net/host-change.js';
 import { bridgeName } from '../../daemon/net/names.js';
-import { createNetHost } from '../../daemon/net/network-host.js';
+import { createNetHost } from '../../daemon/host/net-host.js';
 import { createNetworkService, type NetworkService } from '../../daemon/net/network-service.js';
 import { createStore, type Store } from '../../daemon/store/store.js';
 import { inNs, ipn, netnsUnavailable, ping as pingNs, sh } from './helpers/netns.js';
@@ -157,7 +157,7 @@ describe.skipIf(why !== undefined)(`bridge networks over the host's uplink, with
   it('with the daemon process SIGKILLed right after the apply, the revert agent alone restores addresses and routes', async () => {
     const before = snapshot(HOST);
     const cache = join(process.cwd(), 'node_modules/.cache', `nvt-nethc-${run}`);
-    const files = ['daemon/net/network-service.ts', 'daemon/net/host-change.ts', 'daemon/host/links.ts', 'daemon/host/nftables.ts', 'daemon/net/network-host.ts', 'daemon/store/store.ts'];
+    const files = ['daemon/net/network-service.ts', 'daemon/net/host-change.ts', 'daemon/host/links.ts', 'daemon/host/nftables.ts', 'daemon/host/net-host.ts', 'daemon/store/store.ts'];
     await transpileForChild(files, cache);
     // The "daemon": the network service with host changes, in a process of its own that owns the store.
     hc.stop();

@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createLinks } from '../../daemon/host/links.js';
 import { createNftables } from '../../daemon/host/nftables.js';
 import { bridgeName } from '../../daemon/net/names.js';
-import { createNetHost } from '../../daemon/net/network-host.js';
+import { createNetHost } from '../../daemon/host/net-host.js';
 import { createNetworkService, type NetworkService } from '../../daemon/net/network-service.js';
 import type { NetworkSpec } from '../../daemon/net/network-model.js';
 import { createStore, type Store } from '../../daemon/store/store.js';

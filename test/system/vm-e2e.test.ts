@@ -18,7 +18,7 @@ import type { LibvirtClient } from '../../daemon/libvirt/types.js';
 import { createDhcpService, type DhcpService } from '../../daemon/net/dhcp/dhcp-service.js';
 import { createLeaseRepo, type LeaseRepo, type StoredLease } from '../../daemon/net/dhcp/lease-repo.js';
 import { createMacAllocator, type MacRecord } from '../../daemon/net/macs.js';
-import { createNetHost } from '../../daemon/net/network-host.js';
+import { createNetHost } from '../../daemon/host/net-host.js';
 import { createNetworkService, type NetworkService } from '../../daemon/net/network-service.js';
 import { createNicPlumber, type NicRecord } from '../../daemon/net/nic.js';
 import { emulatorFromCapabilities } from '../../daemon/node/node-service.js';

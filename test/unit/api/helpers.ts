@@ -14,7 +14,7 @@ import { createLogger, silentLogger } from '../../../daemon/lib/logger.js';
 import { createLeaseRepo, type StoredLease } from '../../../daemon/net/dhcp/lease-repo.js';
 import { createFakeLinks } from '../../../daemon/host/links-fake.js';
 import { createFakeNftables } from '../../../daemon/host/nftables-fake.js';
-import { createFakeNetHost } from '../../../daemon/net/network-host.js';
+import { createFakeNetHost } from '../../../daemon/host/net-host-fake.js';
 import { createNetworkService } from '../../../daemon/net/network-service.js';
 import { createStore, type KeySpace, type Store } from '../../../daemon/store/store.js';
 import { createTestVmService } from './vm-harness.js';

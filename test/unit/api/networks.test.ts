@@ -10,7 +10,7 @@ import type { NetworkApi } from '../../../daemon/api/routes/networks.js';
 import { createFakeLinks, type FakeLinks } from '../../../daemon/host/links-fake.js';
 import { createFakeNftables } from '../../../daemon/host/nftables-fake.js';
 import { bridgeName } from '../../../daemon/net/names.js';
-import { createFakeNetHost } from '../../../daemon/net/network-host.js';
+import { createFakeNetHost } from '../../../daemon/host/net-host-fake.js';
 import { createNetworkService } from '../../../daemon/net/network-service.js';
 import { createStore, type Store } from '../../../daemon/store/store.js';
 import { closeServer, serveApp, jsonBody, send, spec } from './helpers.js';

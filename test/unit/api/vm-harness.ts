@@ -8,7 +8,7 @@ import { createFakeNftables } from '../../../daemon/host/nftables-fake.js';
 import { createFakeLibvirtClient, type FakeLibvirtClient } from '../../../daemon/libvirt/fake.js';
 import { createDhcpService } from '../../../daemon/net/dhcp/dhcp-service.js';
 import { createMacAllocator, type MacRecord } from '../../../daemon/net/macs.js';
-import { createFakeNetHost } from '../../../daemon/net/network-host.js';
+import { createFakeNetHost } from '../../../daemon/host/net-host-fake.js';
 import { createNetworkService, type NetworkService } from '../../../daemon/net/network-service.js';
 import { createNicPlumber, type NicRecord } from '../../../daemon/net/nic.js';
 import { createPathGuard } from '../../../daemon/storage/paths.js';

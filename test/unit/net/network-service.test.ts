@@ -11,7 +11,7 @@ import type { Nftables } from '../../../daemon/host/nftables.js';
 import { AppError, isAppError } from '../../../daemon/lib/errors.js';
 import { bridgeName, tapName } from '../../../daemon/net/names.js';
 import type { HostChange, HostChanges } from '../../../daemon/net/host-change.js';
-import { createFakeNetHost, type FakeNetHost } from '../../../daemon/net/network-host.js';
+import { createFakeNetHost, type FakeNetHost } from '../../../daemon/host/net-host-fake.js';
 import { createNetworkService } from '../../../daemon/net/network-service.js';
 import { createStore, type Store } from '../../../daemon/store/store.js';
 

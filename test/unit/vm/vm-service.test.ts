@@ -12,7 +12,7 @@ import { createFakeLibvirtClient } from '../../../daemon/libvirt/fake.js';
 import { createDhcpService } from '../../../daemon/net/dhcp/dhcp-service.js';
 import { createLeaseRepo, type StoredLease } from '../../../daemon/net/dhcp/lease-repo.js';
 import { createMacAllocator, type MacRecord } from '../../../daemon/net/macs.js';
-import { createFakeNetHost } from '../../../daemon/net/network-host.js';
+import { createFakeNetHost } from '../../../daemon/host/net-host-fake.js';
 import { createNetworkService } from '../../../daemon/net/network-service.js';
 import { createNicPlumber, type NicRecord } from '../../../daemon/net/nic.js';
 import { createPathGuard } from '../../../daemon/storage/paths.js';
