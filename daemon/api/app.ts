@@ -88,7 +88,7 @@ export function createApp(deps: AppDeps): Koa {
     ...networkRoutes({ networks: deps.networks }),
     ...vmRoutes({ vms: deps.vms, ops: deps.ops }),
     ...operationRoutes({ ops: deps.ops }),
-    ...eventRoutes({ events: deps.events, ...deps.eventStream }),
+    ...eventRoutes({ events: deps.events, logger, ...deps.eventStream }),
     ...imageRoutes({ images: deps.images, ops: deps.ops }),
     ...consoleRoutes({ console: deps.console, vnc: deps.vnc }),
     ...docsRoutes(deps),

@@ -2,6 +2,7 @@
 // (Last-Event-ID), says `gap` when that cannot be known, heartbeats, and frees its subscription on disconnect.
 import { Readable } from 'node:stream';
 import { AppError } from '../../lib/errors.js';
+import type { Logger } from '../../lib/logger.js';
 import type { EventLog, EventRecord } from '../../ops/event-log.js';
 import type { Handlers } from '../types.js';
 
@@ -10,6 +11,8 @@ export interface EventRouteOptions {
   heartbeatMs?: number;
   /** A dropped (slow) client gets this long to read its final event before its connection is cut. Default 10 s. */
   dropGraceMs?: number;
+  /** Gets one line per stream when it ends (the request line is written when the stream starts). */
+  logger?: Logger;
 }
 
 /** Ordinary events are unnamed (EventSource `message`); the two control events are named so they stand out. */
@@ -41,6 +44,9 @@ export function eventRoutes(deps: { events: EventLog | undefined } & EventRouteO
         ...(types?.length ? { types } : {}),
       });
 
+      const started = Date.now();
+      let sent = 0;
+      let endReason: 'client-gone' | 'dropped' | 'log-closed' = 'client-gone';
       let reading = false;
       let heartbeat: NodeJS.Timeout | undefined;
       let grace: NodeJS.Timeout | undefined;
@@ -55,6 +61,9 @@ export function eventRoutes(deps: { events: EventLog | undefined } & EventRouteO
           clearInterval(heartbeat);
           clearTimeout(grace);
           sub.close();
+          const line = { requestId: ctx.state.requestId as unknown, events: sent, ms: Date.now() - started, reason: endReason };
+          if (endReason === 'dropped') deps.logger?.warn(line, 'event stream dropped a client that read too slowly');
+          else deps.logger?.info(line, 'event stream closed');
           cb(err);
         },
       });
@@ -66,6 +75,7 @@ export function eventRoutes(deps: { events: EventLog | undefined } & EventRouteO
           if (out.destroyed) return;
           if (e === undefined) {
             clearInterval(heartbeat);
+            endReason = sub.dropped ? 'dropped' : 'log-closed';
             if (sub.dropped) {
               grace = setTimeout(() => socket.destroy(), dropGraceMs);
               grace.unref();
@@ -73,6 +83,7 @@ export function eventRoutes(deps: { events: EventLog | undefined } & EventRouteO
             out.push(null);
             return;
           }
+          sent++;
           if (out.push(sseFrame(e))) pump();
         });
       };

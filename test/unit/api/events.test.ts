@@ -4,7 +4,9 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { request as httpRequest, type IncomingHttpHeaders, type IncomingMessage, type Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Writable } from 'node:stream';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { createLogger } from '../../../daemon/lib/logger.js';
 import { createEventLog, type EventLog, type EventRecord } from '../../../daemon/ops/event-log.js';
 import { createStore, type Store } from '../../../daemon/store/store.js';
 import { closeServer, send, serveApp } from './helpers.js';
@@ -235,10 +237,21 @@ describe('GET /v1/events', () => {
     expect(last.id).toBe(delivered.at(-1));
   });
 
-  it('ends every open stream when the log closes (daemon shutdown)', async () => {
+  it('ends every open stream when the log closes (daemon shutdown), logging why each stream ended', async () => {
     const own = createEventLog();
-    const app = await serveApp(store, { events: own });
+    const lines: Array<Record<string, unknown>> = [];
+    const destination = new Writable({
+      write(chunk: Buffer, _enc, cb) {
+        for (const l of chunk.toString('utf8').split('\n')) if (l) lines.push(JSON.parse(l) as Record<string, unknown>);
+        cb();
+      },
+    });
+    const app = await serveApp(store, { events: own, logger: createLogger({ level: 'info', destination }) });
     try {
+      const gone = await open(app.port);
+      await until(() => own.subscriberCount() === 1, 'the first subscription');
+      gone.close();
+      await until(() => lines.some((l) => l.msg === 'event stream closed'), 'the first stream-end line');
       const s = await open(app.port);
       await until(() => own.subscriberCount() === 1, 'the subscription');
       own.publish(vm('last'));
@@ -246,6 +259,11 @@ describe('GET /v1/events', () => {
       await s.ended;
       expect(s.frames.filter((f) => f.data).map((f) => f.data!.subject)).toEqual(['vms/last']);
       expect(own.subscriberCount()).toBe(0);
+      await until(() => lines.filter((l) => l.msg === 'event stream closed').length === 2, 'two stream-end lines');
+      expect(lines.filter((l) => l.msg === 'event stream closed').map((l) => [l.reason, l.events])).toEqual([
+        ['client-gone', 0],
+        ['log-closed', 1],
+      ]);
     } finally {
       await closeServer(app.server);
     }
