@@ -244,8 +244,9 @@ async function serve(config: Config, configSource: string | null, logger: Logger
     ...(config.api.tcp ? { tcp: config.api.tcp } : {}),
   });
   closers.push({ name: 'api', close: () => servers.close() });
-  // Closers run newest first: open event streams end before the listeners wait for their requests to finish.
+  // Closers run newest first: open event streams and long-polls end before the listeners wait for their requests.
   closers.push({ name: 'event-streams', close: async () => events.close() });
+  closers.push({ name: 'operation-waits', close: async () => ops.stop() });
   await selfCheck(servers.addresses.unix);
   if (stopping) return;
   notifier.ready(`API on ${servers.addresses.unix}${servers.addresses.tcp ? ` and tcp ${servers.addresses.tcp.host}:${servers.addresses.tcp.port}` : ''}`);
