@@ -22,6 +22,8 @@ export const NAME_KINDS = {
   veth: 'v',
   /** The far end of a veth pair. */
   vethPeer: 'w',
+  /** An 802.1Q sub-interface of an uplink (VLAN-tagged bridge networks on kernels without VLAN filtering). */
+  vlan: 'q',
 } as const;
 
 export type NameKind = keyof typeof NAME_KINDS;
@@ -79,6 +81,11 @@ export function bridgeName(networkId: string, attempt = 0): string {
 /** Both ends of a veth pair named after one id. */
 export function vethNames(id: string, attempt = 0): { host: string; peer: string } {
   return { host: kernelName('veth', [id], attempt), peer: kernelName('vethPeer', [id], attempt) };
+}
+
+/** The 802.1Q sub-interface carrying `vlan` of `uplink` for one network. */
+export function vlanName(networkId: string, uplink: string, vlan: number): string {
+  return kernelName('vlan', [networkId, uplink, String(vlan)]);
 }
 
 /**

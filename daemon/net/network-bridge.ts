@@ -3,7 +3,7 @@
 // existing bridge is adopted as it is and never changed or deleted.
 import { bridgeOverUplinkPlan, type Checkpoint, type HostOp } from './checkpoint.js';
 import { describePool } from './ipam.js';
-import { bridgeName, kernelName } from './names.js';
+import { bridgeName, vlanName } from './names.js';
 import { applyChanges } from './network-apply.js';
 import { invalid, planBridge, type HostChange, type HostState, type NicAttachment, type NormalSpec, type StatusCheck } from './network-model.js';
 import type { NetworkDriver, PlanInput } from './network-drivers.js';
@@ -15,12 +15,9 @@ export function networkBridge(name: string, spec: NormalSpec): string {
   return spec.bridge.name ?? bridgeName(name);
 }
 
-/**
- * The VLAN sub-interface of an uplink. names.ts has no VLAN kind yet; the veth kind keeps it under our
- * prefix (so sweeps see it) until one is added.
- */
+/** The VLAN sub-interface of an uplink (names.ts's vlan kind: `nvq...`, so sweeps see it as ours). */
 export function vlanLinkName(network: string, uplink: string, vlan: number): string {
-  return kernelName('veth', [network, 'vlan', uplink, String(vlan)]);
+  return vlanName(network, uplink, vlan);
 }
 
 /** The links that become bridge ports: the uplinks, or with a VLAN their tagged sub-interfaces. */

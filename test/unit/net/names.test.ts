@@ -12,6 +12,7 @@ import {
   pickName,
   tapName,
   vethNames,
+  vlanName,
   type NameKind,
 } from '../../../daemon/net/names.js';
 
@@ -25,6 +26,12 @@ describe('names', () => {
     const v = vethNames('x');
     expect(v.host).toMatch(/^nvv/);
     expect(v.peer).toMatch(/^nvw/);
+    // VLAN sub-interfaces have a kind of their own, so a sweep can tell them from veths.
+    const q = vlanName('net-a', 'eth1', 100);
+    expect(q).toMatch(/^nvq[a-z2-7]{10}$/);
+    expect(kindOf(q)).toBe('vlan');
+    expect(vlanName('net-a', 'eth1', 101)).not.toBe(q);
+    expect(vlanName('net-a', 'eth2', 100)).not.toBe(q);
   });
 
   it('keeps id boundaries and kinds apart', () => {
