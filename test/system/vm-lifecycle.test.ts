@@ -153,7 +153,8 @@ describe.skipIf(missing !== undefined)(`VM lifecycle through the daemon process$
   it('(5) kill -9 of QEMU: a RerunOnFailure VM runs again within seconds on a new QEMU with its IP; a Manual VM stays stopped', async () => {
     await api('PUT', `/v1/vms/${names.rerun}`, spec(names.rerun, 'RerunOnFailure'));
     await api('PUT', `/v1/vms/${names.manual}`, spec(names.manual, 'Manual'));
-    await api('POST', `/v1/vms/${names.manual}/start`);
+    // start runs as an operation; ?wait answers once it finished.
+    await api('POST', `/v1/vms/${names.manual}/start?wait=120`);
     const rerun = await until('RerunOnFailure VM Running', () => vm(names.rerun), (v) => v.status.phase === 'Running', 60_000);
     const ip = rerun.status.nics[0]!.ip!;
     const pidR = qemuPid(domainOf(names.rerun))!;
