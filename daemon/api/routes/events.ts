@@ -95,7 +95,8 @@ export function eventRoutes(deps: { events: EventLog | undefined } & EventRouteO
       // The first chunk sends the headers now, so a client knows it is connected before any event.
       out.push(`retry: 3000\n: connected\n\n`);
       heartbeat = setInterval(() => {
-        if (!out.destroyed) out.push(': keepalive\n\n');
+        // Only onto an empty buffer: a client that reads nothing must not make keepalives pile up.
+        if (!out.destroyed && out.readableLength === 0) out.push(': keepalive\n\n');
       }, heartbeatMs);
       heartbeat.unref();
       return { status: 200, body: out, type: 'text/event-stream', headers };
