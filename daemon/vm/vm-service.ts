@@ -524,6 +524,14 @@ export function createVmService(deps: VmServiceDeps): VmService {
       await deps.libvirt.defineDomain(await xmlFor(r, taps, false));
       await deps.libvirt.startDomain(domainOf(name));
       undo.success();
+      // Starting until the record says it started, so no reader sees a running domain with stale conditions.
+      r.definedGeneration = r.generation;
+      delete r.lastExit;
+      setCondition(r, 'Started', true, reason, `started generation ${r.generation}`);
+      setCondition(r, 'Ready', true, 'Running', 'the domain runs');
+      r.conditions = r.conditions.filter((c) => c.type !== 'RestartBackoff');
+      r.observed = 'Running';
+      await records.put(name, r);
     } catch (e) {
       const errors = await undo.fail();
       if (errors.length) log?.warn({ vm: name, errors: errors.map(errorMessage) }, 'undo after a failed start left errors');
@@ -534,28 +542,22 @@ export function createVmService(deps: VmServiceDeps): VmService {
     } finally {
       transitions.delete(name);
     }
-    r.definedGeneration = r.generation;
-    delete r.lastExit;
-    setCondition(r, 'Started', true, reason, `started generation ${r.generation}`);
-    setCondition(r, 'Ready', true, 'Running', 'the domain runs');
-    r.conditions = r.conditions.filter((c) => c.type !== 'RestartBackoff');
-    r.observed = 'Running';
-    await records.put(name, r);
     log?.info({ vm: name, generation: r.generation, reason }, 'VM started');
   };
 
   const stopAndRecord = async (r: VmRecord, force: boolean, reason: string): Promise<void> => {
+    // Stopping until the record says why it is off, so no reader sees an off domain with stale conditions.
     transitions.set(r.name, 'Stopping');
     try {
       await stopDomain(r, force);
+      delete r.lastExit;
+      setCondition(r, 'Started', false, reason, force ? 'forced off' : 'stopped');
+      setCondition(r, 'Ready', false, reason, 'the domain is off');
+      r.observed = 'Stopped';
+      await records.put(r.name, r);
     } finally {
       transitions.delete(r.name);
     }
-    delete r.lastExit;
-    setCondition(r, 'Started', false, reason, force ? 'forced off' : 'stopped');
-    setCondition(r, 'Ready', false, reason, 'the domain is off');
-    r.observed = 'Stopped';
-    await records.put(r.name, r);
   };
 
   const requireUp = async (r: VmRecord, action: string): Promise<DomainInfo> => {
