@@ -26,7 +26,10 @@ export interface NicGuard {
   ipv4?: string;
   /** Anti-spoofing (MAC, IPv4, ARP, 802.1Q smuggling). Default true; false is the per-NIC opt-out. */
   antiSpoof?: boolean;
-  /** Drop DHCP/DHCPv6 server replies and router advertisements sent by the VM. Default true. */
+  /**
+   * Drop DHCP/DHCPv6 server replies and router advertisements sent by the VM and, with IPAM (where the
+   * NIC's own DHCP server answers it on the tap), its DHCP requests past the tap. Default true.
+   */
   serverGuard?: boolean;
 }
 
@@ -80,6 +83,13 @@ export function describeNicGuard(g: NicGuard): NicChain[] {
   const l2: string[] = [];
   const arp: string[] = [];
   const l3: string[] = [];
+  if (serverGuard && ip !== undefined) {
+    // With IPAM the NIC's own DHCP server answers it: its packet socket on the tap has already seen the frame
+    // (ETH_P_ALL taps run before the bridge and IP hooks). Dropped here, the VM's DHCP requests never reach
+    // the LAN (whose DHCP server would offer or NAK too) nor the host stack (which would answer a unicast
+    // renewal to the gateway with ICMP port unreachable).
+    l3.push('udp dport 67 counter drop');
+  }
   if (antiSpoof) {
     l2.push(`ether saddr != ${mac} counter drop`);
     // A VLAN tag hides the inner EtherType from the IP and ARP checks below.

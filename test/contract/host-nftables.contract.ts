@@ -35,8 +35,8 @@ export function nftablesContract(label: string, ctx: () => { nft: Nftables; run:
       await nft.apply(renderGuardAdd([a, b]));
       await nft.apply(renderGuardAdd([a]));
       const s = (await state('bridge'))!;
-      expect(s.chains.get(a.ifname)).toBe(9);
-      expect(s.chains.get(b.ifname)).toBe(9);
+      expect(s.chains.get(a.ifname)).toBe(10);
+      expect(s.chains.get(b.ifname)).toBe(10);
       expect([...s.ports].sort()).toEqual([a.ifname, b.ifname].sort());
       expect(s.baseRules).toBe(1);
 
@@ -45,7 +45,7 @@ export function nftablesContract(label: string, ctx: () => { nft: Nftables; run:
       const after = (await state('bridge'))!;
       expect(after.chains.has(a.ifname)).toBe(false);
       expect([...after.ports]).toEqual([b.ifname]);
-      expect(after.chains.get(b.ifname)).toBe(9);
+      expect(after.chains.get(b.ifname)).toBe(10);
       await nft.apply(renderTeardown());
     });
 
@@ -55,7 +55,7 @@ export function nftablesContract(label: string, ctx: () => { nft: Nftables; run:
       await nft.apply(renderGuardAdd([a]));
       await nft.apply(renderGuardAdd([{ ...a, mode: 'inet' }]));
       expect((await state('bridge'))!.chains.has(a.ifname)).toBe(false);
-      expect((await state('inet'))!.chains.get(a.ifname)).toBe(7);
+      expect((await state('inet'))!.chains.get(a.ifname)).toBe(8);
       expect((await state('arp'))!.chains.get(a.ifname)).toBe(2);
       expect((await state('arp'))!.ports.has(a.ifname)).toBe(true);
       // Opting out of everything removes the chains.
@@ -76,7 +76,7 @@ export function nftablesContract(label: string, ctx: () => { nft: Nftables; run:
         (e: unknown) => e,
       );
       expect(isAppError(err, 'HOST_ERROR')).toBe(true);
-      expect((await state('bridge'))!.chains.get(a.ifname)).toBe(9);
+      expect((await state('bridge'))!.chains.get(a.ifname)).toBe(10);
       await nft.apply(renderTeardown());
     });
 
@@ -89,7 +89,7 @@ export function nftablesContract(label: string, ctx: () => { nft: Nftables; run:
         (e: unknown) => e,
       );
       expect(isAppError(err, 'HOST_ERROR')).toBe(true);
-      expect((await state('bridge'))!.chains.get(a.ifname)).toBe(9);
+      expect((await state('bridge'))!.chains.get(a.ifname)).toBe(10);
       // The kernel drops a chain's rules with it; only references block the delete.
       await nft.apply(`delete element bridge nodevirt ports { "${a.ifname}" }\ndelete chain bridge nodevirt ${a.ifname}\n`);
       expect((await state('bridge'))!.chains.has(a.ifname)).toBe(false);

@@ -1,7 +1,8 @@
 // Anti-spoofing and the DHCP-server guard end to end, per network type: networks made by the network
 // service, NICs plumbed by nic.ts with the attachment and IP the service hands out, and a VM stand-in
 // writing frames into its real tap. Forged MAC, forged IP and a rogue DHCPOFFER never arrive; the
-// legitimate datagrams do; the guard's own drop counters account for every frame that did not.
+// legitimate datagrams do; the VM's DHCP requests stay on the tap (for its own server: no LAN DHCP sees
+// them, no ICMP port unreachable comes back); the guard's drop counters account for every frame that did not.
 import { mkdtemp, rm } from 'node:fs/promises';
 import { randomBytes, randomInt } from 'node:crypto';
 import { tmpdir } from 'node:os';
@@ -56,6 +57,15 @@ interface Case {
   receiverNs: string;
   dst: () => { ip: string; mac: string };
   family: 'bridge' | 'inet';
+  /** Ports the receiver listens on (the bridge case also listens for the VM's DHCP requests on the LAN). */
+  ports: number[];
+}
+
+/** ICMP destination-unreachable messages a namespace has sent (/proc/net/snmp). */
+function icmpUnreachSent(ns: string): number {
+  const rows = inNs(ns, 'cat', '/proc/net/snmp').split('\n').filter((l) => l.startsWith('Icmp:'));
+  const [names, values] = rows.map((r) => r.split(/\s+/).slice(1));
+  return Number(values![names!.indexOf('OutDestUnreachs')]);
 }
 
 if (why !== undefined) {
@@ -97,6 +107,7 @@ if (why !== undefined) {
       receiverNs: LAN,
       dst: () => ({ ip: `10.${X}.1.1`, mac: macOf(LAN, 'lan0') }),
       family: 'bridge',
+      ports: [5555, 68, 67],
     },
     {
       type: 'nat',
@@ -104,6 +115,7 @@ if (why !== undefined) {
       receiverNs: HOST,
       dst: () => ({ ip: `10.${X}.2.1`, mac: '' }),
       family: 'bridge',
+      ports: [5555, 68],
     },
     {
       type: 'routed',
@@ -111,6 +123,7 @@ if (why !== undefined) {
       receiverNs: HOST,
       dst: () => ({ ip: '169.254.1.1', mac: '' }),
       family: 'inet',
+      ports: [5555, 68],
     },
   ];
 
@@ -131,7 +144,7 @@ if (why !== undefined) {
         // Bridged to the host's own bridge (NAT) or the host end of the tap (routed): that link's MAC.
         const dstMac = d.mac !== '' ? d.mac : macOf(HOST, att.bridge ?? nic.tap);
 
-        const rx = receiveUdp(c.receiverNs, [5555, 68]);
+        const rx = receiveUdp(c.receiverNs, c.ports);
         try {
           await rx.ready;
           const mark = (s: string) => Buffer.from(`${s}-${run}`);
@@ -144,17 +157,24 @@ if (why !== undefined) {
             offer: udpFrame({ srcMac: mac, src: ip, dst: '255.255.255.255', sport: 67, dport: 68, payload: dhcpOfferPayload(`10.${X}.9.50`, '0e:77:77:77:77:77') }),
             // The same broadcast to port 68 from an ordinary port arrives: without the guard the OFFER would have.
             legit68: udpFrame({ srcMac: mac, src: ip, dst: '255.255.255.255', sport: 5000, dport: 68, payload: mark('legit-68') }),
+            // The VM's own DHCP traffic is for its server on the tap (whose packet socket sees it before any
+            // hook): a DISCOVER must not reach the LAN, and a renewal unicast to the gateway must not reach the
+            // host stack, which would answer it with ICMP port unreachable.
+            discover: udpFrame({ srcMac: mac, src: '0.0.0.0', dst: '255.255.255.255', sport: 68, dport: 67, payload: mark('discover') }),
+            renew: udpFrame({ srcMac: mac, dstMac, src: ip, dst: d.ip, sport: 68, dport: 67, payload: mark('renew') }),
             end: udpFrame({ ...to, srcMac: mac, src: ip, payload: mark('end') }),
             end68: udpFrame({ srcMac: mac, src: ip, dst: '255.255.255.255', sport: 5000, dport: 68, payload: mark('end-68') }),
           };
           const before = dropped(c.family, nic.tap);
-          writeTapFrames(HOST, nic.tap, [frames.legit, frames.forgedMac, frames.forgedIp, frames.offer, frames.legit68, frames.end, frames.end68]);
+          const unreachBefore = icmpUnreachSent(c.receiverNs);
+          writeTapFrames(HOST, nic.tap, [frames.legit, frames.forgedMac, frames.forgedIp, frames.offer, frames.legit68, frames.discover, frames.renew, frames.end, frames.end68]);
           // Frames of one tap are handled in order: once both ports' "end" is in, everything before was decided.
           await Promise.all([rx.until(mark('end')), rx.until(mark('end-68'))]);
           const seen = rx.got.map((g) => `${g.port} ${g.from} ${g.payload.subarray(0, 4).toString('hex') === '02010600' ? 'DHCPOFFER' : g.payload.toString()}`);
           // Two sockets: the receiver's reading order across them is its own, so compare as a set.
           expect(seen.sort()).toEqual([`5555 ${ip} end-${run}`, `5555 ${ip} legit-${run}`, `68 ${ip} end-68-${run}`, `68 ${ip} legit-68-${run}`]);
-          expect(dropped(c.family, nic.tap) - before).toBe(3);
+          expect(dropped(c.family, nic.tap) - before).toBe(5);
+          expect(icmpUnreachSent(c.receiverNs) - unreachBefore).toBe(0);
         } finally {
           rx.stop();
         }

@@ -19,6 +19,7 @@ describe('describeNicGuard', () => {
         'ether type { 8021q, 8021ad } counter drop',
         'arp saddr ether != 0e:00:00:00:00:01 counter drop',
         'arp saddr ip != { 0.0.0.0, 10.0.0.2 } counter drop',
+        'udp dport 67 counter drop',
         'ip saddr 0.0.0.0 udp sport 68 udp dport 67 return',
         'ip saddr != 10.0.0.2 counter drop',
         'udp sport 67 counter drop',
@@ -44,10 +45,12 @@ describe('describeNicGuard', () => {
 
   it('opt-outs: anti-spoofing off keeps the server guard; both off means no chain', () => {
     const guardOnly = describeNicGuard({ ifname: T1, mode: 'inet', mac: '0e:00:00:00:00:01', ipv4: '10.0.0.2', antiSpoof: false });
-    expect(guardOnly).toEqual([{ family: 'inet', chain: T1, rules: ['udp sport 67 counter drop', 'udp sport 547 counter drop', 'icmpv6 type nd-router-advert counter drop'] }]);
+    expect(guardOnly).toEqual([{ family: 'inet', chain: T1, rules: ['udp dport 67 counter drop', 'udp sport 67 counter drop', 'udp sport 547 counter drop', 'icmpv6 type nd-router-advert counter drop'] }]);
     expect(describeNicGuard({ ifname: T1, mode: 'bridge', mac: '0e:00:00:00:00:01', antiSpoof: false, serverGuard: false })).toEqual([]);
     const spoofOnly = describeNicGuard({ ifname: T1, mode: 'bridge', mac: '0e:00:00:00:00:01', serverGuard: false })[0]!.rules;
     expect(spoofOnly.some((r) => r.includes('sport 67'))).toBe(false);
+    // Without IPAM the LAN's DHCP serves the VM: its requests must pass.
+    expect(describeNicGuard({ ifname: T1, mode: 'bridge', mac: '0e:00:00:00:00:01' })[0]!.rules.some((r) => r.includes('dport 67'))).toBe(false);
   });
 
   it('refuses names that are not ours and malformed addresses (bugs, not user errors)', () => {

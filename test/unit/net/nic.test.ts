@@ -95,7 +95,7 @@ describe('plumb', () => {
     const nic = await plumber.plumb(spec(0));
     expect(nic.tap).toBe(tapName('vm1', 'nic0'));
     expect(await links.get(nic.tap)).toMatchObject({ kind: 'tap', mtu: 1450, master: BR, up: true });
-    expect((await chains(nft, 'bridge')).get(nic.tap)).toBe(9);
+    expect((await chains(nft, 'bridge')).get(nic.tap)).toBe(10);
     expect(dhcp.attached.get(nic.tap)).toEqual(nic);
     expect(await records.get('vm1/nic0')).toMatchObject({ phase: 'finished', tap: nic.tap });
     expect(links.log.slice(-2)).toEqual([`createTap ${nic.tap}`, `link set dev ${nic.tap} mtu 1450 master ${BR} up`]);
@@ -105,7 +105,7 @@ describe('plumb', () => {
     const { plumber, links, nft } = setup();
     const nic = await plumber.plumb(spec(1, { bridge: undefined }));
     expect(await links.get(nic.tap)).toMatchObject({ master: undefined, up: true });
-    expect((await chains(nft, 'inet')).get(nic.tap)).toBe(7);
+    expect((await chains(nft, 'inet')).get(nic.tap)).toBe(8);
     expect((await chains(nft, 'arp')).get(nic.tap)).toBe(2);
   });
 
@@ -197,7 +197,7 @@ describe('unplumb', () => {
     await nothingLeft(links, nft, a.tap);
     expect(dhcp.attached.has(a.tap)).toBe(false);
     expect(await records.get(a.id)).toBeUndefined();
-    expect((await chains(nft, 'bridge')).get(b.tap)).toBe(9);
+    expect((await chains(nft, 'bridge')).get(b.tap)).toBe(10);
     expect(await links.get(BR)).toBeDefined();
     expect(await plumber.unplumb(a.id)).toBe(false);
     // The name is free again for a later plumb.
@@ -269,7 +269,7 @@ describe('crash and sweep', () => {
     expect(after).toEqual({ orphanLinks: [], orphanChains: [], unfinished: [] });
     expect(await links.get('vnet0')).toBeDefined();
     expect(await links.get('eth0')).toBeDefined();
-    expect((await chains(nft, 'bridge')).get(kept.tap)).toBe(9);
+    expect((await chains(nft, 'bridge')).get(kept.tap)).toBe(10);
     // The orphan was the only chain in inet and arp: those tables went with it.
     expect(await nft.listTable('inet', 'nodevirt')).toBeUndefined();
     expect(await nft.listTable('arp', 'nodevirt')).toBeUndefined();
@@ -319,7 +319,7 @@ describe('guard tables', () => {
     const mine = await one.plumber.plumb(spec(0));
     const theirs = await other.plumb(spec(1));
     await one.plumber.unplumb(mine.id);
-    expect((await chains(one.nft, 'bridge')).get(theirs.tap)).toBe(9);
+    expect((await chains(one.nft, 'bridge')).get(theirs.tap)).toBe(10);
     await other.unplumb(theirs.id);
     expect(await tables(one.nft)).toEqual([]);
   });
@@ -328,7 +328,7 @@ describe('guard tables', () => {
     const { plumber, nft } = setup();
     const a = await plumber.plumb(spec(0));
     const [, b] = await Promise.all([plumber.unplumb(a.id), plumber.plumb(spec(1))]);
-    expect((await chains(nft, 'bridge')).get(b.tap)).toBe(9);
+    expect((await chains(nft, 'bridge')).get(b.tap)).toBe(10);
     await plumber.unplumb(b.id);
     expect(await tables(nft)).toEqual([]);
   });
