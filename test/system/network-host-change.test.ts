@@ -214,6 +214,7 @@ describe.skipIf(why !== undefined)(`bridge networks over the host's uplink, with
     expect(res).toMatchObject({ name: 'vmbr', error: expect.stringMatching(/was reverted: the network is dropped/) });
     expect(await svc.list()).toEqual([]);
     expect(snapshot(HOST)).toEqual(before);
+    await rm(cache, { recursive: true, force: true });
   }, 30_000);
 
   it('a probe URL that answered before and not after reverts the change; one that never answered does not count', async () => {
