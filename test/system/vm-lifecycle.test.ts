@@ -1,10 +1,12 @@
 // The VM lifecycle end to end through the compiled daemon process and its API, with the test guest on a
 // bridge network with IPAM: (4) a running guest survives a daemon SIGTERM and a SIGKILL + restart (same QEMU
 // pid, status intact, our DHCP answers its renew), (5) kill -9 of QEMU: a RerunOnFailure VM runs again
-// within seconds on a new QEMU and gets its IP again; a Manual VM stays stopped, shown Failed.
+// within seconds on a new QEMU and gets its IP again; a Manual VM stays stopped, shown Failed; a virsh
+// destroy behind the daemon's back is noticed; each shows up on GET /v1/events.
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
+import { request } from 'node:http';
 import type { Socket } from 'node:net';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -42,6 +44,28 @@ const qemuPid = (domain: string): number | undefined => {
   }
 };
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Follows GET /v1/events (Server-Sent Events) on the daemon's socket and keeps every event's JSON. */
+function followEvents(sock: string, types: string): { events: Array<{ type: string; subject: string; data?: { reason?: string } }>; close: () => void } {
+  const events: Array<{ type: string; subject: string; data?: { reason?: string } }> = [];
+  let buf = '';
+  const req = request({ socketPath: sock, path: `/v1/events?types=${encodeURIComponent(types)}`, headers: { accept: 'text/event-stream' } }, (res) => {
+    res.setEncoding('utf8');
+    res.on('data', (chunk: string) => {
+      buf += chunk;
+      let end: number;
+      while ((end = buf.indexOf('\n\n')) !== -1) {
+        const frame = buf.slice(0, end);
+        buf = buf.slice(end + 2);
+        const data = frame.split('\n').filter((l) => l.startsWith('data:')).map((l) => l.slice(5).trim()).join('\n');
+        if (data) events.push(JSON.parse(data));
+      }
+    });
+  });
+  req.on('error', () => undefined);
+  req.end();
+  return { events, close: () => req.destroy() };
+}
 
 describe.skipIf(missing !== undefined)(`VM lifecycle through the daemon process${missing ? ` (skipped: ${missing})` : ''}`, () => {
   const id = randomBytes(3).toString('hex');
@@ -162,6 +186,8 @@ describe.skipIf(missing !== undefined)(`VM lifecycle through the daemon process$
     expect(pidR).toBeGreaterThan(0);
     expect(pidM).toBeGreaterThan(0);
 
+    const feed = followEvents(d.sock, 'vm.');
+    await sleep(300);
     const t0 = performance.now();
     process.kill(pidR, 'SIGKILL');
     process.kill(pidM, 'SIGKILL');
@@ -186,5 +212,20 @@ describe.skipIf(missing !== undefined)(`VM lifecycle through the daemon process$
     expect(manual.status.nics[0]!.tap).toBeNull();
     expect(qemuPid(domainOf(names.manual))).toBeUndefined();
     console.info(`lifecycle (5): RerunOnFailure VM on a new QEMU ${ms} ms after kill -9 (pid ${pidR} -> ${back.pid}); Manual VM ${manual.status.phase}`);
+
+    // virsh destroy behind the daemon's back: noticed, and for RerunOnFailure a stop, not a failure.
+    execFileSync('virsh', ['-q', 'destroy', domainOf(names.rerun)], { stdio: 'pipe' });
+    const destroyed = await until('the destroy noticed', () => vm(names.rerun), (v) => v.status.phase === 'Stopped' && v.status.nics[0]!.tap === null, 15_000);
+    expect(destroyed.status.running).toBe(false);
+    expect(destroyed.status.conditions).toContainEqual(expect.objectContaining({ type: 'Started', status: 'False', reason: 'DestroyedOutsideDaemon' }));
+    await sleep(3000);
+    expect(qemuPid(domainOf(names.rerun))).toBeUndefined();
+
+    const seen = feed.events.map((e) => `${e.type} ${e.subject} ${e.data?.reason ?? ''}`);
+    feed.close();
+    expect(seen).toContain(`vm.crashed vms/${names.manual} Crashed`);
+    expect(seen).toContain(`vm.crashed vms/${names.rerun} Crashed`);
+    expect(seen).toContain(`vm.restarted vms/${names.rerun} RestartAfterCrashed`);
+    expect(seen).toContain(`vm.stopped vms/${names.rerun} DestroyedOutsideDaemon`);
   }, 400_000);
 });
