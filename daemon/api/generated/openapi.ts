@@ -1093,7 +1093,7 @@ export interface components {
                 networkData?: string;
             };
             /**
-             * @description Default Manual (the daemon never starts or stops it on its own). KubeVirt's meanings, kept by the reconciler: Always keeps it running (started at creation, restarted after a guest shutdown, a crash or a stop outside the daemon) until a stop through the API, which a start undoes; RerunOnFailure starts it at creation too but restarts it only after a failure (QEMU died, guest crashed, domain vanished), and a clean guest shutdown counts as a stop; Halted keeps it off (start is refused, a domain running anyway is shut down). Restarts of a crash-looping VM back off exponentially (RestartBackoff condition).
+             * @description Default Manual (the daemon never starts or stops it on its own). KubeVirt's meanings, kept by the reconciler: Always keeps it running (started at creation, restarted after a guest shutdown, a crash or a stop outside the daemon) until a stop through the API, which a start undoes; RerunOnFailure starts it at creation too but restarts it only after a failure (QEMU died, guest crashed, domain vanished), and a clean guest shutdown counts as a stop; Halted keeps it off (start is refused, a domain running anyway is shut down). Restarts of a crash-looping VM back off exponentially (RestartBackoff condition). A PUT that changes runStrategy resets the run intent (`status.running`): an earlier stop no longer holds.
              * @enum {string}
              */
             runStrategy?: "Always" | "RerunOnFailure" | "Manual" | "Halted";
