@@ -8,6 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createLinks, type Links } from '../../daemon/host/links.js';
 import { createNftables, type Nftables } from '../../daemon/host/nftables.js';
 import { bridgeName, isOurs, tapName } from '../../daemon/net/names.js';
+import { renderGuardAdd, renderGuardRemove } from '../../daemon/net/nft-rules.js';
 import { createNicPlumber, type NicPlumber, type NicRecord, type NicSpec, type PlumbedNic } from '../../daemon/net/nic.js';
 import { createStore, type KeySpace, type Store } from '../../daemon/store/store.js';
 import { createTestNetns, ethFrame, netnsUnavailable, udpFrame, writeTapFrames, type TestNetns } from './helpers/netns.js';
@@ -191,6 +192,19 @@ if (why !== undefined) {
       const repaired = await restarted.plumb(spec(3));
       expect(await links.get(repaired.tap)).toMatchObject({ master: bridge, up: true });
       expect(await restarted.unplumb(repaired.id)).toBe(true);
+    });
+
+    it('the sweep removes a guard table a crash left with no chain, and no one else\'s table', async () => {
+      const ghost = tapName(`${ns.run}-crashed`, 'nic0');
+      // Plumbed and unplumbed by a process killed before it could drop the then empty table.
+      await nft.apply(renderGuardAdd([{ ifname: ghost, mode: 'inet', mac: '0e:00:00:00:00:42', ipv4: '10.50.0.42' }], { fresh: true }));
+      await nft.apply(renderGuardRemove([ghost], ['inet', 'arp']));
+      ns.exec('nft', ['add', 'table', 'inet', 'someone_else']);
+      const tables = () => ns.exec('nft', ['list', 'tables']).split('\n').filter(Boolean).sort();
+      expect(tables()).toEqual(expect.arrayContaining(['table arp nodevirt', 'table inet nodevirt', 'table inet someone_else']));
+      expect(await plumber.sweep({ alsoOwned: [bridge] })).toMatchObject({ orphanLinks: [], orphanChains: [] });
+      expect(tables().filter((t) => !t.endsWith('bridge nodevirt'))).toEqual(['table inet someone_else']);
+      ns.exec('nft', ['delete', 'table', 'inet', 'someone_else']);
     });
 
     it('unplumb leaves nothing of ours but the bridge', async () => {
