@@ -109,6 +109,20 @@ export function connectUnix(path: string, vm: string, timeoutMs: number): Promis
   });
 }
 
+/**
+ * Whether the domain still runs after its socket closed. QEMU closes its sockets as it exits, a moment before
+ * libvirt reaps it and reports the domain off, so "running" only counts once it held for `settleMs`.
+ */
+export async function stillRunning(libvirt: GuestLibvirt, domain: string, settleMs: number): Promise<boolean> {
+  const end = Date.now() + settleMs;
+  for (;;) {
+    const active = await libvirt.lookupDomain(domain).then((i) => i?.active === true, () => false);
+    if (!active) return false;
+    if (Date.now() >= end) return true;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
 /** Fixed-size byte ring: the last `capacity` bytes written. */
 export class ByteRing {
   private readonly buf: Buffer;
@@ -148,6 +162,8 @@ export interface ConsoleServiceDeps {
   /** A client further behind than this is dropped (close 4008); the writer's unread input likewise (4009). Default 1 MiB. */
   maxBufferedBytes?: number;
   connectTimeoutMs?: number;
+  /** How long a closed upstream's domain must stay running to count as a lost link rather than a stop. Default 3 s. */
+  settleMs?: number;
 }
 
 export interface ConsoleStats {
@@ -246,16 +262,13 @@ export function createConsoleService(deps: ConsoleServiceDeps): ConsoleService {
     s.writerTaken = false;
     if (clients.length === 0) return;
     // QEMU closes the socket when it exits: tell the clients whether the VM stopped or only the link broke.
-    void deps.libvirt
-      .lookupDomain(s.domain)
-      .then((info) => info?.active === true, () => false)
-      .then((running) => {
-        log.info({ vm: s.vm, running, err: err?.message }, 'console upstream closed');
-        for (const c of clients) {
-          if (running) close(c, CLOSE.UPSTREAM_LOST, 'the connection to the VM console was lost');
-          else close(c, CLOSE.VM_STOPPED, 'the VM stopped');
-        }
-      });
+    void stillRunning(deps.libvirt, s.domain, deps.settleMs ?? 3000).then((running) => {
+      log.info({ vm: s.vm, running, err: err?.message }, 'console upstream closed');
+      for (const c of clients) {
+        if (running) close(c, CLOSE.UPSTREAM_LOST, 'the connection to the VM console was lost');
+        else close(c, CLOSE.VM_STOPPED, 'the VM stopped');
+      }
+    });
   };
 
   const ensureUpstream = async (s: Session): Promise<void> => {

@@ -3,7 +3,7 @@
 import type { Socket } from 'node:net';
 import { AppError, errorMessage } from '../lib/errors.js';
 import { silentLogger, type Logger } from '../lib/logger.js';
-import { CLOSE, connectUnix, locateGuest, type GuestLibvirt, type Ticket, type VmLocator } from './console.js';
+import { CLOSE, connectUnix, locateGuest, stillRunning, type GuestLibvirt, type Ticket, type VmLocator } from './console.js';
 
 export interface VncProxyDeps {
   vms: VmLocator;
@@ -14,6 +14,8 @@ export interface VncProxyDeps {
   connectTimeoutMs?: number;
   /** How often a paused upstream checks whether its client caught up (ms). Default 20. */
   drainPollMs?: number;
+  /** See ConsoleServiceDeps.settleMs. Default 3 s. */
+  settleMs?: number;
 }
 
 export interface VncProxy {
@@ -85,13 +87,10 @@ export function createVncProxy(deps: VncProxyDeps): VncProxy {
           up.on('close', () => {
             if (ended) return;
             // QEMU ends the VNC connection when the VM stops; otherwise the server dropped us.
-            void deps.libvirt
-              .lookupDomain(g.domain)
-              .then((i) => i?.active === true, () => false)
-              .then((running) => {
-                log.info({ vm, running, err: err?.message }, 'VNC upstream closed');
-                conn.end(running ? CLOSE.UPSTREAM_LOST : CLOSE.VM_STOPPED, running ? 'the VNC server closed the connection' : 'the VM stopped');
-              });
+            void stillRunning(deps.libvirt, g.domain, deps.settleMs ?? 3000).then((running) => {
+              log.info({ vm, running, err: err?.message }, 'VNC upstream closed');
+              conn.end(running ? CLOSE.UPSTREAM_LOST : CLOSE.VM_STOPPED, running ? 'the VNC server closed the connection' : 'the VM stopped');
+            });
           });
           up.resume();
           return {

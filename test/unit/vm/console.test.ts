@@ -75,7 +75,7 @@ let running: boolean;
 let bootId: string;
 let svc: ConsoleService;
 
-function makeService(opts: { ringBytes?: number; maxBufferedBytes?: number } = {}) {
+function makeService(opts: { ringBytes?: number; maxBufferedBytes?: number; settleMs?: number } = {}) {
   return createConsoleService({
     vms: {
       async domainOf(vm) {
@@ -87,6 +87,7 @@ function makeService(opts: { ringBytes?: number; maxBufferedBytes?: number } = {
       lookupDomain: async (name) => (name === 'nodevirt-vm1' ? { name, uuid: 'u', state: running ? 'running' : 'shutoff', reason: 0, persistent: true, active: running } : undefined),
       getDomainXml: async () => domainXml(serial.path, bootId),
     },
+    settleMs: 50,
     ...opts,
   });
 }
@@ -221,6 +222,19 @@ describe('console multiplexer', () => {
     expect(p1.closed).toEqual({ code: CLOSE.VM_STOPPED, reason: 'the VM stopped' });
     expect(p2.closed?.code).toBe(CLOSE.VM_STOPPED);
     expect(svc.stats()).toEqual([]);
+  });
+
+  it('still says 4001 when libvirt reports the domain off only a moment after QEMU closed the socket', async () => {
+    svc = makeService({ settleMs: 2000 });
+    const p = new FakePeer();
+    (await svc.open('vm1', { write: false })).attach(p);
+    await until(() => serial.clients.length === 1, 'the upstream connection');
+    for (const c of serial.clients) c.destroy();
+    await new Promise((r) => setTimeout(r, 150));
+    expect(p.closed).toBeUndefined();
+    running = false;
+    await until(() => p.closed !== undefined, 'the client to be closed');
+    expect(p.closed?.code).toBe(CLOSE.VM_STOPPED);
   });
 
   it('says 1011 when the connection breaks while the VM still runs, and a new client reconnects', async () => {

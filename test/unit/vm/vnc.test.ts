@@ -65,6 +65,7 @@ beforeEach(async () => {
       getDomainXml: async () => `<domain id='3'><devices><graphics type='vnc' socket='${join(dir, 'vnc.sock')}'/></devices></domain>`,
     },
     highWaterBytes: 64 * 1024,
+    settleMs: 50,
     drainPollMs: 5,
   });
 });
