@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { GUEST_OUT } from '../guest/paths.js';
 import { startDaemon, type DaemonProcess } from '../system/helpers/daemon-process.js';
-import { deleteNetwork, deleteVm, getVm, listLeases, putNetwork, putVm, randomSubnet, startVm, waitForLease, waitForLibvirt } from '../system/helpers/vm-api.js';
+import { deleteNetwork, deleteVm, getVm, listLeases, openSerial, putNetwork, putVm, randomSubnet, startVm, waitForLease, waitForLibvirt, type SerialConsole } from '../system/helpers/vm-api.js';
 
 const RUNS = Number(process.env.BENCH_RUNS ?? 20);
 const CONCURRENT = Number(process.env.BENCH_CONCURRENT ?? 50);
@@ -194,46 +194,6 @@ async function main(): Promise<void> {
       log(`run ${i + 1}/${RUNS}: call -> ACK nodevirt ${Math.round(ourSamples[i]!.ack!)} ms, virsh ${Math.round(virshSamples[i]!.ack!)} ms`);
     }
 
-    // Concurrency: all at once, then until every guest holds its lease.
-    const pid = d.pid()!;
-    const rssBefore = rssKiB(pid);
-    const names = Array.from({ length: CONCURRENT }, (_, k) => `bench-${id}-c${k}`);
-    ourVms.push(...names);
-    log(`${CONCURRENT} VMs at once`);
-    const c0 = Date.now();
-    const outcomes = await Promise.allSettled(
-      names.map(async (n) => {
-        const vm = await putVm(d, n, vmSpec);
-        await startVm(d, n, 600_000);
-        return { mac: vm.status.nics[0]!.mac, returned: Date.now() - c0 };
-      }),
-    );
-    const apiAll = Date.now() - c0;
-    const errors = outcomes.flatMap((o, k) => (o.status === 'rejected' ? [`${names[k]}: ${String(o.reason).slice(0, 300)}`] : []));
-    const macs = outcomes.flatMap((o) => (o.status === 'fulfilled' ? [o.value.mac] : []));
-    let acked = new Map<string, number>();
-    const deadline = Date.now() + CONCURRENT_TIMEOUT_MS;
-    while (Date.now() < deadline) {
-      const leases = await listLeases(d);
-      acked = new Map(leases.filter((l) => l.firstAckAt && macs.includes(l.mac)).map((l) => [l.mac, Date.parse(l.firstAckAt!) - c0]));
-      if (acked.size === macs.length) break;
-      await sleep(500);
-    }
-    let running = 0;
-    let withIp = 0;
-    for (const n of names) {
-      const vm = await getVm(d, n);
-      if (vm?.status.phase === 'Running') running++;
-      if (vm?.status.nics[0]?.ip && vm.status.nics[0].dhcpAcked) withIp++;
-    }
-    const rssAfter = rssKiB(pid);
-    const ackTimes = [...acked.values()];
-    const del0 = Date.now();
-    const delOutcomes = await Promise.allSettled(names.map((n) => deleteVm(d, n)));
-    const delAll = Date.now() - del0;
-    const delErrors = delOutcomes.filter((o) => o.status === 'rejected').length;
-    const rssAfterDelete = rssKiB(pid);
-
     // The table.
     const f = (x: number) => (Number.isNaN(x) ? 'n/a' : `${Math.round(x)} ms`);
     const col = (s: Sample[], k: keyof Sample) => s.map((x) => x[k]).filter((x): x is number => typeof x === 'number');
@@ -258,17 +218,74 @@ async function main(): Promise<void> {
       row('guest first DISCOVER -> ACK', 'discoverToAck'),
       '',
       `goals: call -> Started ${goal(ratioOf('started') <= 1.2)} (${ratioOf('started').toFixed(2)}x <= 1.2x), call -> ACK ${goal(ratioOf('ack') <= 1.2)} (${ratioOf('ack').toFixed(2)}x <= 1.2x), DISCOVER -> ACK p95 within 1 s ${goal(pct(col(ourSamples, 'discoverToAck'), 95) <= 1000)}`,
-      '',
-      `${CONCURRENT} VMs created and started concurrently through the API:`,
-      `- API calls (PUT+start) all returned after ${f(apiAll)}; errors: ${errors.length}${errors.length ? ` (${errors.slice(0, 3).join('; ')})` : ''}`,
-      `- leases acked: ${acked.size}/${CONCURRENT}; the last ${f(Math.max(...ackTimes))} after the first call (p50 ${f(pct(ackTimes, 50))}, p95 ${f(pct(ackTimes, 95))})`,
-      `- GET /v1/vms after: ${running}/${CONCURRENT} Running, ${withIp}/${CONCURRENT} with IP and dhcpAcked`,
-      `- daemon RSS: ${(rssBefore / 1024).toFixed(1)} MiB before, ${(rssAfter / 1024).toFixed(1)} MiB with ${CONCURRENT} running, ${(rssAfterDelete / 1024).toFixed(1)} MiB after deleting them (${f(delAll)}, ${delErrors} errors)`,
-      '',
       'nodevirt ACK: the lease\'s firstAckAt (daemon clock); virsh ACK: dnsmasq\'s DHCPACK on the wire (tcpdump -i any);',
       'DISCOVER: tcpdump; Started: `virsh event --timestamp` (libvirt\'s clock). All clocks are this host\'s.',
+      '',
     ];
+    // Printed now: the concurrent phase takes minutes and must not cost these numbers if it fails.
     process.stdout.write(out.join('\n') + '\n');
+
+    // Concurrency: all at once, then until every guest holds its lease.
+    const pid = d.pid()!;
+    const rssBefore = rssKiB(pid);
+    const names = Array.from({ length: CONCURRENT }, (_, k) => `bench-${id}-c${k}`);
+    ourVms.push(...names);
+    log(`${CONCURRENT} VMs at once`);
+    const consoles = new Map<string, SerialConsole | undefined>();
+    const c0 = Date.now();
+    const outcomes = await Promise.allSettled(
+      names.map(async (n) => {
+        const vm = await putVm(d, n, vmSpec);
+        const started = await startVm(d, n, 600_000);
+        const returned = Date.now() - c0;
+        // Kept open to tell, for a guest that never asks for an address, what it printed instead.
+        consoles.set(n, await openSerial(started.status.domain).catch(() => undefined));
+        return { mac: vm.status.nics[0]!.mac, returned };
+      }),
+    );
+    const apiAll = Date.now() - c0;
+    const errors = outcomes.flatMap((o, k) => (o.status === 'rejected' ? [`${names[k]}: ${String(o.reason).slice(0, 300)}`] : []));
+    const macs = outcomes.flatMap((o) => (o.status === 'fulfilled' ? [o.value.mac] : []));
+    const returned = outcomes.flatMap((o) => (o.status === 'fulfilled' ? [o.value.returned] : []));
+    let acked = new Map<string, number>();
+    const deadline = Date.now() + CONCURRENT_TIMEOUT_MS;
+    while (Date.now() < deadline) {
+      const leases = await listLeases(d);
+      acked = new Map(leases.filter((l) => l.firstAckAt && macs.includes(l.mac)).map((l) => [l.mac, Date.parse(l.firstAckAt!) - c0]));
+      if (acked.size === macs.length) break;
+      await sleep(500);
+    }
+    let running = 0;
+    let withIp = 0;
+    for (const n of names) {
+      const vm = await getVm(d, n);
+      if (vm?.status.phase === 'Running') running++;
+      if (vm?.status.nics[0]?.ip && vm.status.nics[0].dhcpAcked) withIp++;
+    }
+    const rssAfter = rssKiB(pid);
+    const ackTimes = [...acked.values()];
+    const concDiscAck = [...acked].flatMap(([mac, at]) => {
+      const disc = dhcp.first(mac, 'Discover');
+      return disc === undefined ? [] : [at + c0 - disc];
+    });
+    for (const c of consoles.values()) c?.close();
+    const del0 = Date.now();
+    const delOutcomes = await Promise.allSettled(names.map((n) => deleteVm(d, n)));
+    const delAll = Date.now() - del0;
+    const delErrors = delOutcomes.filter((o) => o.status === 'rejected').length;
+    const rssAfterDelete = rssKiB(pid);
+    const hung = names.filter((n, k) => outcomes[k]!.status === 'fulfilled' && !acked.has((outcomes[k] as PromiseFulfilledResult<{ mac: string }>).value.mac));
+    const conc = [
+      `${CONCURRENT} VMs created and started concurrently through the API (${new Date().toISOString()}):`,
+      `- API calls (PUT+start) all returned after ${f(apiAll)} (p50 ${f(pct(returned, 50))}); errors: ${errors.length}${errors.length ? ` (${errors.slice(0, 3).join('; ')})` : ''}`,
+      `- leases acked: ${acked.size}/${CONCURRENT}; the last ${f(Math.max(...ackTimes))} after the first call (p50 ${f(pct(ackTimes, 50))}, p95 ${f(pct(ackTimes, 95))})`,
+      `- first DISCOVER -> ACK per guest: p50 ${f(pct(concDiscAck, 50))}, p95 ${f(pct(concDiscAck, 95))}, max ${f(Math.max(...concDiscAck))} (${concDiscAck.length} guests seen on the wire)`,
+      `- GET /v1/vms after: ${running}/${CONCURRENT} Running, ${withIp}/${CONCURRENT} with IP and dhcpAcked`,
+      `- daemon RSS: ${(rssBefore / 1024).toFixed(1)} MiB before, ${(rssAfter / 1024).toFixed(1)} MiB with ${CONCURRENT} running, ${(rssAfterDelete / 1024).toFixed(1)} MiB after deleting them (${f(delAll)}, ${delErrors} errors)`,
+      ...hung.map((n) => `- ${n} never got an ACK; its console ended with: ${JSON.stringify(consoles.get(n)?.text().slice(-400) ?? '(no console)')}`),
+    ];
+    process.stdout.write(conc.join('\n') + '\n');
+
   } finally {
     for (const n of virshDomains) await virsh('destroy', n).catch(() => undefined);
     if (daemon) {
@@ -284,7 +301,11 @@ async function main(): Promise<void> {
   }
 }
 
-main().catch((e: unknown) => {
-  process.stderr.write(`bench:vm failed: ${e instanceof Error ? e.stack : String(e)}\n`);
-  process.exit(1);
-});
+// Exit explicitly: a child or socket left behind by a failed cleanup must not keep the bench alive.
+main().then(
+  () => process.exit(0),
+  (e: unknown) => {
+    process.stderr.write(`bench:vm failed: ${e instanceof Error ? e.stack : String(e)}\n`);
+    process.exit(1);
+  },
+);

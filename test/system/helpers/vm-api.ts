@@ -237,8 +237,9 @@ export async function openSerial(domain: string, timeoutMs = 15_000): Promise<Se
   const end = Date.now() + timeoutMs;
   let socket: Socket;
   for (;;) {
-    // The marker never matches: the helper is used for its connection and error handling only.
-    const r = readSerialUntil(path, /(?!)/, 24 * 3600_000);
+    // The marker never matches: the helper is used for its connection only. Its timer (not unref'd) runs out
+    // soon and rejects a promise nobody waits on; the socket stays open, and a bench process can still exit.
+    const r = readSerialUntil(path, /(?!)/, timeoutMs);
     r.done.catch(() => undefined);
     const ok = await new Promise<boolean>((res) => {
       r.socket.once('connect', () => res(true));
