@@ -1,7 +1,7 @@
 // Issue #5 end-to-end test 6 through the compiled daemon: the console WebSocket shows the test guest's boot
 // output to two readers, input typed by the one writer reaches the guest (it echoes a marker), a second writer
 // is refused, and the VNC WebSocket carries an RFB handshake up to the ServerInit with the framebuffer size.
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
@@ -157,6 +157,17 @@ describe.skipIf(missing !== undefined)(`console and VNC over WebSocket with a re
     writer.ws.send(`after-${id}\n`);
     await until(() => late.text().includes(`NODEVIRT-ECHO after-${id}`), 'live output after the replay', 30_000, () => late.text());
     expect(writer.text()).not.toContain(`reader-${id}`);
+
+    // The CLI attaches read-only (the writer role is taken), shows the recent output and detaches on Ctrl-].
+    const cli = spawn(process.execPath, [DAEMON_MAIN, '--config', join(d.dir, 'config.yaml'), 'console', vm, '--ro'], { stdio: ['pipe', 'pipe', 'pipe'] });
+    let cliOut = '';
+    cli.stdout.on('data', (b: Buffer) => (cliOut += b.toString('latin1')));
+    cli.stderr.on('data', (b: Buffer) => (cliOut += b.toString('latin1')));
+    const cliExit = new Promise<number | null>((r) => cli.on('exit', (code) => r(code)));
+    await until(() => cliOut.includes(`NODEVIRT-ECHO after-${id}`), 'the CLI to show the console', 15_000, () => cliOut);
+    expect(cliOut).toContain(`connected to the console of ${vm} (read-only)`);
+    cli.stdin.write('\x1d');
+    expect(await cliExit).toBe(0);
 
     // VNC: RFB 3.8 with security None, then ClientInit -> ServerInit carries the framebuffer size.
     const v = opened(await connect(d.sock, `/v1/vms/${vm}/vnc`, ['binary']));
