@@ -435,6 +435,8 @@ export function createVmService(deps: VmServiceDeps): VmService {
       taps.push(rec.tap);
       deps.dhcp.detach(rec.tap);
       await deps.plumber.unplumb(id);
+      // The lease was the tap's: a re-plumbed NIC (a restart may reuse the name) is dhcpAcked only after a new ACK.
+      await deps.leases?.remove(rec.tap);
     }
     return taps;
   };

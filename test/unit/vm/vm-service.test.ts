@@ -187,15 +187,22 @@ describe('lifecycle', () => {
     expect((await vms.get('web')).status.nics[0]!.dhcpAcked).toBe(true);
   });
 
-  it('stop shuts down by ACPI and unplumbs the NIC and its DHCP server', async () => {
-    const { vms, links, dhcp } = await setup();
+  it('stop shuts down by ACPI and unplumbs the NIC, its DHCP server and its lease', async () => {
+    const { vms, links, dhcp, leases } = await setup();
     await vms.put('web', spec());
-    const tap = (await vms.start('web')).status.nics[0]!.tap!;
+    const started = (await vms.start('web')).status.nics[0]!;
+    const tap = started.tap!;
+    leases.record(tap, { type: 'ack', mac: started.mac, ip: started.ip!, at: Date.now() });
+    expect((await vms.get('web')).status.nics[0]!.dhcpAcked).toBe(true);
     const stopped = await vms.stop('web');
     expect(stopped.status.phase).toBe('Stopped');
     expect(stopped.status.nics[0]!.tap).toBeNull();
     expect(await links.get(tap)).toBeUndefined();
     expect(dhcp.status()).toEqual([]);
+    expect(await leases.list({ interface: tap })).toEqual([]);
+    // Started again on a tap that may carry the same name: not acked until the guest asks again.
+    expect((await vms.start('web')).status.nics[0]!.dhcpAcked).toBe(false);
+    await vms.stop('web');
     expect(stopped.status.conditions).toContainEqual(expect.objectContaining({ type: 'Started', status: 'False', reason: 'Stopped' }));
     expect(stopped.status.running).toBe(false);
   });
