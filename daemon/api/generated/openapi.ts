@@ -1766,6 +1766,12 @@ export interface operations {
                 autoConfirm?: boolean;
                 /** @description That host change's deadline; unconfirmed by then, the host is put back as it was (an agent outside the daemon does it, so it happens even if the daemon dies). */
                 rollbackTimeoutMs?: number;
+                /**
+                 * @description Extra probes of that host change besides the default gateway (repeat the parameter for several):
+                 *     http(s) URLs such as cluster peers, fetched with GET, 2xx/3xx passes. Only a probe that passed before
+                 *     the change counts, so an unreachable peer cannot block a change it was never reachable through.
+                 */
+                probeUrl?: string[];
             };
             header?: {
                 /** @description Apply only if the network is at this ETag (or exists, for `*`). */

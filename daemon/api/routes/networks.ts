@@ -49,6 +49,7 @@ export function networkRoutes(deps: { networks: NetworkApi | undefined }): Pick<
         ...ifMatch(ctx.get('if-match')),
         ...(query.autoConfirm === undefined ? {} : { autoConfirm: query.autoConfirm }),
         ...(query.rollbackTimeoutMs === undefined ? {} : { rollbackTimeoutMs: query.rollbackTimeoutMs }),
+        ...(query.probeUrl === undefined ? {} : { probeUrls: query.probeUrl }),
       });
       const headers: Record<string, string> = dryRun ? {} : { ETag: etagOf(r.network.generation) };
       if (r.created && !dryRun) {

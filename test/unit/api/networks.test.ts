@@ -140,6 +140,17 @@ describe('/v1/networks', () => {
     expect((await put('lan', { type: 'bridge' }, {}, '?autoConfirm=false&rollbackTimeoutMs=5000')).status).toBe(200);
   });
 
+  it('probeUrl (repeatable) reaches the host change as probe URLs; a non-http(s) one is 400 and changes nothing', async () => {
+    const real = service();
+    const seen: unknown[] = [];
+    await serve({ ...real, put: (n, spec, o) => (seen.push(o?.probeUrls), real.put(n, spec, o)) });
+    expect((await put('lan', { type: 'bridge' }, {}, '?probeUrl=http://10.0.0.5:8006/v1/healthz&probeUrl=https://peer/x')).status).toBe(201);
+    expect(seen).toEqual([['http://10.0.0.5:8006/v1/healthz', 'https://peer/x']]);
+    expect((await put('lan2', { type: 'bridge' }, {}, '?probeUrl=ftp://peer/x')).json).toMatchObject({ status: 400, code: 'VALIDATION_FAILED' });
+    expect(seen).toHaveLength(1);
+    expect((await send({ port }, { path: '/v1/networks/lan2' })).status).toBe(404);
+  });
+
   it('answers 500 INTERNAL until the service is wired, never an empty list', async () => {
     await serve(undefined);
     expect((await send({ port }, { path: '/v1/networks' })).json).toMatchObject({ status: 500, code: 'INTERNAL' });
