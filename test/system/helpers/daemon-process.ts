@@ -74,7 +74,14 @@ export async function startDaemon(opts: DaemonOptions = {}): Promise<DaemonProce
     return exited;
   };
 
-  await start();
+  try {
+    await start();
+  } catch (e) {
+    // The caller never gets remove(): clean up here, or every failed start leaves a state dir behind.
+    if (child && child.exitCode === null && child.signalCode === null) await stop('SIGKILL');
+    await rm(dir, { recursive: true, force: true });
+    throw e;
+  }
   return {
     dir,
     sock,
