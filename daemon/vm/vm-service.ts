@@ -396,6 +396,8 @@ export function createVmService(deps: VmServiceDeps): VmService {
     const still = keep.find((k) => k.name === n.name);
     if (n.ip !== undefined && (still === undefined || still.network !== n.network)) {
       await (await deps.networks.ipam(n.network)).release(id).catch((e: unknown) => log?.warn({ nic: id, err: errorMessage(e) }, 'IP release failed'));
+      // A port forward or floating IP that named this NIC must stop pointing at the released address now.
+      await deps.networks.refresh(n.network).catch((e: unknown) => log?.warn({ network: n.network, err: errorMessage(e) }, 'network refresh after an IP release failed'));
     }
   };
 

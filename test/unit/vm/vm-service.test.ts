@@ -257,6 +257,17 @@ describe('lifecycle', () => {
     expect(await code(vms.delete('web'))).toBe('VM_NOT_FOUND');
   });
 
+  it('delete re-plans the network after the IP goes back, so a forward naming the NIC stops pointing at it', async () => {
+    const { vms, networks } = await setup();
+    await vms.put('web', spec());
+    await vms.start('web');
+    const refreshed: string[] = [];
+    const refresh = networks.refresh.bind(networks);
+    networks.refresh = async (n) => (refreshed.push(n), refresh(n));
+    await vms.delete('web');
+    expect(refreshed).toEqual(['lan']);
+  });
+
   it('after a daemon restart, adoptRunning re-attaches the DHCP servers of running VMs and leaves stopped ones alone', async () => {
     const t = await setup();
     await t.vms.put('web', spec());
