@@ -32,6 +32,7 @@ const STATUS: Partial<Record<ErrorCode, number>> = {
   LIBVIRT_ERROR: 502,
   IMAGE_DOWNLOAD_FAILED: 502,
   LIBVIRT_UNAVAILABLE: 503,
+  GUEST_AGENT_UNAVAILABLE: 503,
 };
 
 /**

@@ -19,6 +19,7 @@ export const ERROR_CODES = {
   LIBVIRT_UNAVAILABLE: 'libvirt is not reachable over D-Bus',
   LIBVIRT_ERROR: 'libvirt reported an error',
   DOMAIN_NOT_FOUND: 'no such libvirt domain',
+  GUEST_AGENT_UNAVAILABLE: 'no guest agent answers in the VM (none configured, not connected, or no reply in time)',
   HOST_ERROR: 'a host operation failed',
   CONFIG_INVALID: 'the configuration is invalid',
   // networking (net/macs.ts, net/ipam.ts, net/nic.ts)
