@@ -19,7 +19,9 @@ import {
 import { ConnectSpec, DomainSpec } from './generated/index.js';
 import { translateError } from './libvirt-errors.js';
 import type {
+  AgentEvent,
   ConnectionEvent,
+  GuestInterface,
   DomainCapabilitiesQuery,
   DomainInfo,
   DomainState,
@@ -35,6 +37,13 @@ const DEFAULT_BUS = 'unix:path=/run/dbus/system_bus_socket';
 const HELLO_TIMEOUT_MS = 5_000;
 const NAME_LOOKUP_TIMEOUT_MS = 2_000;
 const NAME_CACHE_MAX = 4_096;
+const AGENT_TIMEOUT_MS = 5_000;
+// virDomainGetHostnameFlags (LEASE is 1) / virDomainInterfaceAddressesSource / virConnectDomainEventAgentLifecycleState
+const VIR_DOMAIN_GET_HOSTNAME_AGENT = 2;
+const VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_AGENT = 1;
+const VIR_CONNECT_DOMAIN_EVENT_AGENT_LIFECYCLE_STATE_CONNECTED = 1;
+/** libvirt's texts for "no agent to ask" (libvirt-dbus drops the error code); all become GUEST_AGENT_UNAVAILABLE. */
+const NO_AGENT = [/guest agent/i, /QEMU agent/i, /agent command/i, /domain is not running/];
 
 /** libvirt URI -> [virConnectGetType, libvirt-dbus object path]. libvirt-dbus --system serves these drivers. */
 const URIS: Record<string, [string, string]> = {
@@ -222,6 +231,8 @@ class DbusLibvirtClient extends EventEmitter implements LibvirtClient {
     await this.busCall('AddMatch', 's', [
       `type='signal',sender='${SERVICE}',path='${this.connectPath}',interface='${ConnectSpec.name}',member='DomainEvent'`,
     ]);
+    // Agent lifecycle is a signal on each domain object, so this match has no path.
+    await this.busCall('AddMatch', 's', [`type='signal',sender='${SERVICE}',interface='${DomainSpec.name}',member='AgentEvent'`]);
     this.busReady = true;
     this.log.debug({ address: this.busAddress }, 'system bus connected');
   }
@@ -396,8 +407,18 @@ class DbusLibvirtClient extends EventEmitter implements LibvirtClient {
       }
       return;
     }
-    if (msg.path !== this.connectPath || msg.sender !== this.owner) return;
+    if (msg.sender !== this.owner) return;
     const body = msg.body as unknown[];
+    if (msg.path !== undefined && isSignal(DomainSpec, 'AgentEvent', msg.interface, msg.member, msg.signature, body)) {
+      const domainPath = msg.path;
+      const [state] = body;
+      const at = new Date();
+      this.eventChain = this.eventChain
+        .then(() => this.deliverAgentEvent(domainPath, state === VIR_CONNECT_DOMAIN_EVENT_AGENT_LIFECYCLE_STATE_CONNECTED, at))
+        .catch((e: unknown) => this.log.error({ err: errorMessage(e) }, 'agent event listener failed'));
+      return;
+    }
+    if (msg.path !== this.connectPath) return;
     if (!isSignal(ConnectSpec, 'DomainEvent', msg.interface, msg.member, msg.signature, body)) return;
     const [path, event, detail] = body;
     const at = new Date();
@@ -420,6 +441,17 @@ class DbusLibvirtClient extends EventEmitter implements LibvirtClient {
       if (name !== undefined) this.remember(uuid, name);
     }
     this.emit('domain', { ...decoded, name, uuid, at });
+  }
+
+  private async deliverAgentEvent(path: string, connected: boolean, at: Date): Promise<void> {
+    const uuid = uuidFromDomainPath(path);
+    if (!uuid) return;
+    let name = this.names.get(uuid);
+    if (name === undefined) {
+      name = await this.nameOf(path);
+      if (name !== undefined) this.remember(uuid, name);
+    }
+    this.emit('agent', { name, uuid, connected, at } satisfies AgentEvent);
   }
 
   private async nameOf(path: string): Promise<string | undefined> {
@@ -573,6 +605,43 @@ class DbusLibvirtClient extends EventEmitter implements LibvirtClient {
 
   resumeDomain(name: string): Promise<void> {
     return this.byName(name, (d) => d.Resume());
+  }
+
+  /** An agent query bounded by our own timeout; every "no agent" shape becomes GUEST_AGENT_UNAVAILABLE. */
+  private async agentCall<T>(name: string, what: string, timeoutMs: number, op: (d: Bound<typeof DomainSpec>) => Promise<T>): Promise<T> {
+    let timer: NodeJS.Timeout | undefined;
+    const call = (async () => op(this.domain(await this.pathOf(name))))();
+    // A late failure of an abandoned call must not surface as an unhandled rejection.
+    call.catch(() => undefined);
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new AppError('GUEST_AGENT_UNAVAILABLE', `${what}: no guest agent reply within ${timeoutMs} ms`)), timeoutMs);
+    });
+    try {
+      return await Promise.race([call, timeout]);
+    } catch (e) {
+      if (isAppError(e, 'LIBVIRT_ERROR') && NO_AGENT.some((re) => re.test(e.message))) {
+        throw new AppError('GUEST_AGENT_UNAVAILABLE', `${what}: ${e.message}`, { cause: e });
+      }
+      throw e;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  getGuestHostname(name: string, opts: { timeoutMs?: number } = {}): Promise<string> {
+    return this.agentCall(name, 'guest hostname', opts.timeoutMs ?? AGENT_TIMEOUT_MS, (d) => d.GetHostname(VIR_DOMAIN_GET_HOSTNAME_AGENT));
+  }
+
+  async getGuestInterfaces(name: string, opts: { timeoutMs?: number } = {}): Promise<GuestInterface[]> {
+    const raw = await this.agentCall(name, 'guest interfaces', opts.timeoutMs ?? AGENT_TIMEOUT_MS, (d) =>
+      d.InterfaceAddresses(VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_AGENT, 0),
+    );
+    // virIPAddrType: 0 ipv4, 1 ipv6. Sizes are capped by the caller (guest-agent.ts), which owns the policy.
+    return raw.map(([ifname, mac, addrs]) => ({
+      name: ifname,
+      mac,
+      addresses: addrs.map(([type, ip, prefix]) => ({ family: type === 1 ? ('ipv6' as const) : ('ipv4' as const), ip, prefix })),
+    }));
   }
 }
 

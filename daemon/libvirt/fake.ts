@@ -8,7 +8,9 @@ import { AppError } from '../lib/errors.js';
 import type { DomainLifecycle } from './enums.js';
 import { child, escapeXml, parseXml, XmlParseError } from './xml.js';
 import type {
+  AgentEvent,
   ConnectionEvent,
+  GuestInterface,
   DomainCapabilitiesQuery,
   DomainEvent,
   DomainInfo,
@@ -26,6 +28,16 @@ export interface FakeLibvirtClient extends LibvirtClient {
   simulateGuestPoweroff(name: string): void;
   /** The emulator dies under the guest. */
   simulateCrash(name: string): void;
+  /** The guest's agent connects and answers with `data` (as given: tests feed it garbage too), or disconnects
+   *  (undefined). Emits 'agent' events like libvirt; a stopped domain's agent disconnects by itself. */
+  simulateAgent(name: string, data: FakeAgentData | undefined): void;
+}
+
+export interface FakeAgentData {
+  hostname: string;
+  interfaces: GuestInterface[];
+  /** Connected but never replies (a wedged agent): queries run into their timeout. */
+  hang?: boolean;
 }
 
 export interface FakeLibvirtOptions {
@@ -41,6 +53,7 @@ interface FakeDomain {
   persistent: boolean;
   state: DomainState;
   reason: number;
+  agent?: FakeAgentData;
 }
 
 // virDomain*Reason values the fake reports alongside its states.
@@ -134,6 +147,41 @@ class FakeClient extends EventEmitter implements FakeLibvirtClient {
     this.stopDomain(d, REASON.shutoffCrashed, { event: 'stopped', detail: 'failed' });
   }
 
+  simulateAgent(name: string, data: FakeAgentData | undefined): void {
+    const d = this.get_(name);
+    if (data && !this.isActive(d)) throw libvirtError(`${NOT_VALID}domain is not running`);
+    const was = d.agent !== undefined;
+    d.agent = data;
+    if (was !== (data !== undefined)) this.emitAgent(d, data !== undefined);
+  }
+
+  private emitAgent(d: FakeDomain, connected: boolean): void {
+    const event: AgentEvent = { name: d.name, uuid: d.uuid, connected, at: new Date() };
+    setImmediate(() => this.emit('agent', event));
+  }
+
+  private async agent(name: string, timeoutMs: number | undefined): Promise<FakeAgentData> {
+    await this.guard();
+    const d = this.get_(name);
+    if (!this.isActive(d)) throw new AppError('GUEST_AGENT_UNAVAILABLE', `${NOT_VALID}domain is not running`);
+    const a = d.agent;
+    if (!a) throw new AppError('GUEST_AGENT_UNAVAILABLE', 'Guest agent is not responding: QEMU guest agent is not connected');
+    if (a.hang) {
+      const ms = timeoutMs ?? 5_000;
+      await new Promise((resolve) => setTimeout(resolve, ms));
+      throw new AppError('GUEST_AGENT_UNAVAILABLE', `no guest agent reply within ${ms} ms`);
+    }
+    return a;
+  }
+
+  async getGuestHostname(name: string, opts: { timeoutMs?: number } = {}): Promise<string> {
+    return (await this.agent(name, opts.timeoutMs)).hostname;
+  }
+
+  async getGuestInterfaces(name: string, opts: { timeoutMs?: number } = {}): Promise<GuestInterface[]> {
+    return structuredClone((await this.agent(name, opts.timeoutMs)).interfaces);
+  }
+
   private setConnected(connected: boolean, error?: AppError): void {
     if (this.isConnected === connected) return;
     this.isConnected = connected;
@@ -170,6 +218,10 @@ class FakeClient extends EventEmitter implements FakeLibvirtClient {
   private stopDomain(d: FakeDomain, reason: number, e: DomainLifecycle): void {
     d.state = 'shutoff';
     d.reason = reason;
+    if (d.agent) {
+      d.agent = undefined;
+      this.emitAgent(d, false);
+    }
     this.emitEvent(d, e);
     if (!d.persistent) this.domains.delete(d.name);
   }

@@ -44,6 +44,22 @@ export interface ConnectionEvent {
   error?: AppError;
 }
 
+/** The guest agent channel of a domain came up or went away (libvirt's agent lifecycle event). */
+export interface AgentEvent {
+  /** Undefined only when the domain vanished before its name could be looked up. */
+  name: string | undefined;
+  uuid: string;
+  connected: boolean;
+  at: Date;
+}
+
+/** One guest interface as the guest agent reports it (untrusted: the guest says what it likes). */
+export interface GuestInterface {
+  name: string;
+  mac: string;
+  addresses: { family: 'ipv4' | 'ipv6'; ip: string; prefix: number }[];
+}
+
 export interface DomainCapabilitiesQuery {
   emulator?: string;
   arch?: string;
@@ -80,6 +96,7 @@ export interface LibvirtClientOptions {
 export interface LibvirtClientEvents {
   connection: [ConnectionEvent];
   domain: [DomainEvent];
+  agent: [AgentEvent];
 }
 
 export type Listener<K extends keyof LibvirtClientEvents> = (...args: LibvirtClientEvents[K]) => void;
@@ -128,4 +145,9 @@ export interface LibvirtClient {
   undefineDomain(name: string): Promise<void>;
   suspendDomain(name: string): Promise<void>;
   resumeDomain(name: string): Promise<void>;
+
+  /** Guest-agent queries. GUEST_AGENT_UNAVAILABLE when no agent answers (none configured, not connected,
+   *  domain not running, guest error, or no reply within timeoutMs, default 5000); DOMAIN_NOT_FOUND as above. */
+  getGuestHostname(name: string, opts?: { timeoutMs?: number }): Promise<string>;
+  getGuestInterfaces(name: string, opts?: { timeoutMs?: number }): Promise<GuestInterface[]>;
 }

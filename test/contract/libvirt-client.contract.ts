@@ -54,7 +54,7 @@ export async function expectAppError(p: Promise<unknown>, code: ErrorCode, messa
   );
   expect(err, `expected ${code}`).toBeDefined();
   if (!isAppError(err)) throw new Error(`expected AppError ${code}, got ${String(err)}`);
-  expect(err.code).toBe(code);
+  expect(err.code, err.message).toBe(code);
   if (message) expect(err.message).toMatch(message);
 }
 
@@ -237,6 +237,29 @@ export function describeLibvirtClientContract(label: string, factory: () => Prom
       );
       await expectAppError(client.defineDomain('<domain type="qemu"><name>'), 'LIBVIRT_ERROR');
       await client.undefineDomain(name);
+    });
+
+    it('reports "no guest agent" as GUEST_AGENT_UNAVAILABLE, quickly, whether the agent is unconfigured, silent or the domain is off', async () => {
+      const bare = newName('noagent');
+      const chan = newName('agentch');
+      await client.createDomain(testDomainXml({ name: bare }));
+      // The channel exists but nothing in the guest (no OS boots) ever opens it: libvirt says "not connected".
+      const channel = "    <channel type='unix'><target type='virtio' name='org.qemu.guest_agent.0'/></channel>\n    <memballoon";
+      await client.createDomain(testDomainXml({ name: chan }).replace('    <memballoon', channel));
+      for (const name of [bare, chan]) {
+        const t0 = Date.now();
+        await expectAppError(client.getGuestHostname(name, { timeoutMs: 3_000 }), 'GUEST_AGENT_UNAVAILABLE');
+        await expectAppError(client.getGuestInterfaces(name, { timeoutMs: 3_000 }), 'GUEST_AGENT_UNAVAILABLE');
+        // libvirt answers "not configured"/"not connected" at once; our 3 s timeout would mean it hung instead.
+        expect(Date.now() - t0).toBeLessThan(2_500);
+      }
+      await client.destroyDomain(bare);
+      await client.destroyDomain(chan);
+      const off = newName('agentoff');
+      await client.defineDomain(testDomainXml({ name: off }));
+      await expectAppError(client.getGuestHostname(off), 'GUEST_AGENT_UNAVAILABLE');
+      await client.undefineDomain(off);
+      await expectAppError(client.getGuestHostname(`${TEST_DOMAIN_PREFIX}missing-${Date.now()}`), 'DOMAIN_NOT_FOUND');
     });
 
     it('lists domains with consistent fields', async () => {
