@@ -18,6 +18,7 @@ import { nicId, type NicPlumber } from '../net/nic.js';
 import { seedFiles, writeSeedIso } from '../storage/cloud-init.js';
 import type { Store } from '../store/store.js';
 import { buildDomainXml } from './domain-xml.js';
+import type { GuestAgentCache, GuestAgentInfo } from './guest-agent.js';
 import { createVmDisks, type VmDisksDeps } from './vm-disks.js';
 import { DEFAULTS, nicName, validateVmSpec, type HostCapacity, type VmSpec } from './vm-model.js';
 
@@ -117,8 +118,8 @@ export interface VmStatus {
   nics: VmNicStatus[];
   /** The user's run intent (see VmRecord.running); null before any start or stop. */
   running: boolean | null;
-  /** Guest agent data; null while no guest agent answers (none is queried yet). */
-  guestAgent: null;
+  /** Guest agent data from the background cache (vm/guest-agent.ts); null while no guest agent answers. */
+  guestAgent: GuestAgentInfo | null;
 }
 
 export interface VmView {
@@ -164,6 +165,8 @@ export interface VmServiceDeps {
   /** Poll interval while waiting for an ACPI shutdown. Default 250 ms. */
   pollMs?: number;
   now?: () => Date;
+  /** Cached guest-agent answers per libvirt domain; without it status.guestAgent stays null. */
+  guestAgent?: Pick<GuestAgentCache, 'get'>;
   /** vm.created/updated/deleted/started/stopped/paused/resumed/crashed/restarted, each with a reason. */
   events?: EventSink;
 }
@@ -342,7 +345,7 @@ export function createVmService(deps: VmServiceDeps): VmService {
         conditions: r.conditions,
         nics,
         running: r.running ?? null,
-        guestAgent: null,
+        guestAgent: deps.guestAgent?.get(domainOf(r.name)) ?? null,
       },
     };
   };

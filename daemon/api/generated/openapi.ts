@@ -1123,8 +1123,27 @@ export interface components {
             status: {
                 /** @description The user's run intent: true after start/restart, false after stop (and after a clean guest shutdown of a RerunOnFailure VM); null before either. What the run strategy keeps, see runStrategy. */
                 running: boolean | null;
-                /** @description Guest agent data; null while no guest agent answers (none is queried yet). */
-                guestAgent: null;
+                /** @description What the QEMU guest agent in the VM reports, gathered in the background (on agent connect and about every 30 s while it stays connected; a GET never waits on the guest). null while no guest agent answers: none installed, not connected yet, VM stopped, or no reply in time. Guest-supplied: names are printable ASCII and capped, at most 32 interfaces of 16 addresses each. */
+                guestAgent: {
+                    /** @constant */
+                    connected: true;
+                    /** @description The guest's host name; null when only the interface query was answered. */
+                    hostname: string | null;
+                    interfaces: {
+                        name: string;
+                        /** @description null when the guest reported no valid MAC. */
+                        mac: string | null;
+                        addresses: {
+                            ip: string;
+                            prefix: number;
+                        }[];
+                    }[];
+                    /**
+                     * Format: date-time
+                     * @description When the agent last answered.
+                     */
+                    updatedAt: string;
+                } | null;
                 /** @enum {string} */
                 phase: "Stopped" | "Starting" | "Running" | "Paused" | "Stopping" | "Failed";
                 /** @description The libvirt domain name. */
