@@ -29,6 +29,7 @@ import { createImageRegistry } from './storage/image-registry.js';
 import { diskImages, imagesOf } from './vm/vm-disks.js';
 import { createPathGuard } from './storage/paths.js';
 import { createQemuImg } from './storage/qemu-img.js';
+import { createGuestAgentCache } from './vm/guest-agent.js';
 import { createVmService, type VmRecord } from './vm/vm-service.js';
 import { createVmReconciler } from './vm/reconciler.js';
 import { createConsoleService } from './vm/console.js';
@@ -196,9 +197,14 @@ async function serve(config: Config, configSource: string | null, logger: Logger
     logger,
   });
   await imageRegistry.start();
+  // Guest-agent answers are gathered in the background so a VM GET never waits on a guest (domains: nodevirt-<name>).
+  const guestAgent = createGuestAgentCache({ libvirt, isOurs: (d) => d.startsWith('nodevirt-'), logger });
+  await guestAgent.start();
+  closers.push({ name: 'guest-agent', close: () => guestAgent.stop() });
   const vms = createVmService({
     store,
     libvirt,
+    guestAgent,
     events,
     plumber,
     networks,
