@@ -1,6 +1,7 @@
 // Images through the compiled daemon's API: an import from a loopback HTTP server as an operation, a VM PUT
-// naming an unknown image refused with a pointer into its disk, a VM on the image planned with an overlay,
-// the image held while the VM exists, and leftovers of an interrupted import swept at daemon start.
+// naming an unknown image refused with a pointer into its disk, a started VM whose disk is an overlay on the
+// image (libvirt opens it; boot under /tmp/guest.lock), the image held while the VM exists, and leftovers of
+// an interrupted import swept at daemon start.
 import { createHash, randomBytes } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
 import { chmodSync, existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
@@ -65,7 +66,7 @@ describe.skipIf(missing !== undefined)(`images through the daemon${missing ? ` (
     if (src) rmSync(src, { recursive: true, force: true });
   });
 
-  it('imports over http, refuses a VM naming an unknown image, plans an overlay for a known one, holds the image while the VM exists', async () => {
+  it('imports over http, refuses a VM naming an unknown image, runs a VM on an overlay, holds the image while the VM exists', async () => {
     const imp = await d.api('POST', '/v1/images?wait=60', { name: image, source: { url: http.url('/disk.qcow2') }, sha256: qcowSha }, 90_000);
     expect(imp.status, JSON.stringify(imp.body)).toBe(200);
     const imagesDir = join(d.stateDir, 'storage', 'images');
@@ -84,16 +85,21 @@ describe.skipIf(missing !== undefined)(`images through the daemon${missing ? ` (
 
     const put = await d.api('PUT', `/v1/vms/${vm}`, spec(image));
     expect(put.status, JSON.stringify(put.body)).toBe(201);
-    // What a start would define: the disk is the VM's overlay (made at the first start), not the image itself.
+    const start = await d.api('POST', `/v1/vms/${vm}/start?wait=120`, undefined, BOOT_TIMEOUT_MS + 10_000);
+    expect(start.status, JSON.stringify(start.body)).toBe(200);
     const overlay = join(d.stateDir, 'storage', 'vms', vm, 'root.overlay.qcow2');
-    const dry = await d.api('PUT', `/v1/vms/${vm}?dryRun=true`, spec(image));
-    expect((dry.body as { domainXml: string }).domainXml).toContain(`<source file='${overlay}'/>`);
+    const info = JSON.parse(execFileSync('qemu-img', ['info', '-U', '--output=json', overlay], { encoding: 'utf8' })) as Record<string, unknown>;
+    expect(info).toMatchObject({ format: 'qcow2', 'backing-filename': join(imagesDir, `${image}.qcow2`), 'backing-filename-format': 'qcow2' });
+    const live = execFileSync('virsh', ['-c', 'qemu:///system', 'dumpxml', `nodevirt-${vm}`], { encoding: 'utf8' });
+    expect(live).toContain(`<source file='${overlay}'`);
+    expect(live).toContain(`<source file='${join(imagesDir, `${image}.qcow2`)}'`);
 
     const held = await d.api('DELETE', `/v1/images/${image}`);
     expect(held.status).toBe(409);
     expect(held.body).toMatchObject({ code: 'IMAGE_IN_USE', detail: expect.stringContaining(vm) });
 
     expect((await d.api('DELETE', `/v1/vms/${vm}?keepDisks=true`, undefined, 60_000)).status).toBe(204);
+    // The overlay is ephemeral: it goes with the VM even when disks are kept.
     expect(existsSync(overlay)).toBe(false);
     expect((await d.api('DELETE', `/v1/images/${image}`)).status).toBe(204);
     expect(readdirSync(imagesDir)).toEqual([]);
