@@ -4,7 +4,7 @@
 // an interrupted import swept at daemon start.
 import { createHash, randomBytes } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
-import { chmodSync, existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -47,10 +47,8 @@ describe.skipIf(missing !== undefined)(`images through the daemon${missing ? ` (
     qcowSha = createHash('sha256').update(bytes).digest('hex');
     http = await startByteServer();
     http.route('/disk.qcow2', serve(bytes));
+    // The helper makes its dir 0711: libvirt reads a qcow2 overlay's header as the qemu user.
     d = await startDaemon();
-    // libvirt reads a qcow2 overlay's header as the qemu user to follow its backing chain, so every directory
-    // above it must be traversable; the helper's mkdtemp dir is 0700 (a real state dir's parent, /var/lib, is 0755).
-    chmodSync(d.dir, 0o711);
   });
 
   afterAll(async () => {

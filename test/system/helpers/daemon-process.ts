@@ -2,7 +2,7 @@
 // end-to-end tests that go through the API and restart or kill the daemon. Setup (--for-tests) compiles dist/.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { apiRequest, type ApiResponse } from '../../../daemon/cli/api-client.js';
 
@@ -37,6 +37,8 @@ export async function startDaemon(opts: DaemonOptions = {}): Promise<DaemonProce
   if (!existsSync(DAEMON_MAIN)) throw new Error(`${DAEMON_MAIN} is missing: run "bash systemd/setup.sh --for-tests" (it compiles the daemon)`);
   // Under /var/tmp, not /tmp: QEMU (libvirt-qemu) must traverse into stateDir/storage for seeds and volumes.
   const dir = await mkdtemp('/var/tmp/nvd-e2e-');
+  // mkdtemp makes it 0700; QEMU runs as libvirt-qemu and must traverse it to reach seeds and volumes.
+  await chmod(dir, 0o711);
   const sock = join(dir, 'api.sock');
   const stateDir = join(dir, 'state');
   await writeFile(

@@ -7,6 +7,9 @@ export function readSerialUntil(path: string, marker: RegExp, timeoutMs: number)
   let text = '';
   const done = new Promise<string>((ok, fail) => {
     const timer = setTimeout(() => fail(new Error(`no ${marker} on ${path} within ${timeoutMs} ms; console so far:\n${text}`)), timeoutMs);
+    // A reader whose socket is gone must not keep the process (a benchmark, a test worker) alive.
+    timer.unref();
+    socket.on('close', () => clearTimeout(timer));
     socket.on('data', (c: Buffer) => {
       text += c.toString('latin1');
       if (marker.test(text)) {
