@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { GUEST_OUT } from '../guest/paths.js';
+import { GUEST_CMDLINE, GUEST_OUT } from '../guest/paths.js';
 import { startDaemon, type DaemonProcess } from '../system/helpers/daemon-process.js';
 import { deleteNetwork, deleteVm, getVm, listLeases, openSerial, putNetwork, putVm, randomSubnet, startVm, waitForLease, waitForLibvirt, type SerialConsole } from '../system/helpers/vm-api.js';
 
@@ -113,9 +113,8 @@ interface Sample {
 
 async function main(): Promise<void> {
   if (process.getuid?.() !== 0) throw new Error('run as root (libvirt, tcpdump, the daemon\'s taps)');
-  // BENCH_CMDLINE_EXTRA=no_timer_check: under heavy TCG load the guest kernel can panic in its IO-APIC timer
-  // check ("IO-APIC + timer doesn't work!"), which is what 24 of 50 concurrent guests did on 2026-11-23.
-  const cmdline = `console=ttyS0 quiet nodevirt.stay=1${process.env.BENCH_CMDLINE_EXTRA ? ` ${process.env.BENCH_CMDLINE_EXTRA}` : ''}`;
+  // GUEST_CMDLINE carries no_timer_check (see test/guest/paths.ts); BENCH_CMDLINE_EXTRA appends more.
+  const cmdline = `${GUEST_CMDLINE} nodevirt.stay=1${process.env.BENCH_CMDLINE_EXTRA ? ` ${process.env.BENCH_CMDLINE_EXTRA}` : ''}`;
   const kernelBoot = { kernel: join(GUEST_OUT, 'vmlinuz'), initrd: join(GUEST_OUT, 'initramfs.gz'), cmdline };
   const ours = randomSubnet();
   let theirs = randomSubnet();

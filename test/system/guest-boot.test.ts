@@ -11,7 +11,7 @@ import { createLogger } from '../../daemon/lib/logger.js';
 import type { LibvirtClient } from '../../daemon/libvirt/types.js';
 import { cleanupTestDomains, EventLog, ev } from '../contract/libvirt-client.contract.js';
 import { testDomainName, testDomainXml } from '../contract/test-domain.js';
-import { GUEST_OUT } from '../guest/paths.js';
+import { GUEST_CMDLINE, GUEST_OUT } from '../guest/paths.js';
 
 const BUS = '/run/dbus/system_bus_socket';
 const GUEST = resolve('test/guest');
@@ -63,7 +63,7 @@ describe.skipIf(missing !== undefined)(`guest boot through the libvirt client${m
       name,
       memoryMiB: 256,
       machine: 'pc',
-      kernel: { path: join(OUT, 'vmlinuz'), initrd: join(OUT, 'initramfs.gz'), cmdline: 'console=ttyS0 quiet nodevirt.stay=1' },
+      kernel: { path: join(OUT, 'vmlinuz'), initrd: join(OUT, 'initramfs.gz'), cmdline: `${GUEST_CMDLINE} nodevirt.stay=1` },
       serialSocket: serial,
     });
 

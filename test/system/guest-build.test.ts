@@ -6,7 +6,7 @@ import { createConnection, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { GUEST_OUT } from '../guest/paths.js';
+import { GUEST_CMDLINE, GUEST_OUT } from '../guest/paths.js';
 
 const guestDir = resolve(import.meta.dirname, '../guest');
 const out = GUEST_OUT;
@@ -115,7 +115,7 @@ describe.skipIf(!existsSync(qemu))(`test guest boot under qemu TCG${existsSync(q
     const vm = spawn(qemu, [
       '-accel', 'tcg', '-m', '256', '-display', 'none', '-no-reboot', '-nodefaults',
       '-kernel', join(out, 'vmlinuz'), '-initrd', join(out, 'initramfs.gz'),
-      '-append', 'console=ttyS0 quiet nodevirt.stay=1 nodevirt.dhcp_timeout=4',
+      '-append', `${GUEST_CMDLINE} nodevirt.stay=1 nodevirt.dhcp_timeout=4`,
       '-nic', `user,model=virtio-net-pci,mac=52:54:00:00:00:01,hostfwd=tcp:127.0.0.1:${port}-:8080`,
       '-device', 'virtio-net-pci,mac=52:54:00:00:00:02',
       '-drive', `file=${iso},media=cdrom,readonly=on`,

@@ -8,7 +8,7 @@ import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSy
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { GUEST_OUT } from '../guest/paths.js';
+import { GUEST_CMDLINE, GUEST_OUT } from '../guest/paths.js';
 import { serve, startByteServer, type ByteServer } from '../unit/storage/image-helpers.js';
 import { DAEMON_MAIN, startDaemon, type DaemonProcess } from './helpers/daemon-process.js';
 
@@ -75,7 +75,7 @@ describe.skipIf(missing !== undefined)(`images through the daemon${missing ? ` (
       name: vm,
       memory: 256,
       disks: [{ name: 'root', image: { name: img } }],
-      kernelBoot: { kernel: join(GUEST_OUT, 'vmlinuz'), initrd: join(GUEST_OUT, 'initramfs.gz'), cmdline: 'console=ttyS0 quiet' },
+      kernelBoot: { kernel: join(GUEST_OUT, 'vmlinuz'), initrd: join(GUEST_OUT, 'initramfs.gz'), cmdline: GUEST_CMDLINE },
     });
     const unknown = await d.api('PUT', `/v1/vms/${vm}`, spec(`nope-${id}`));
     expect(unknown.status).toBe(400);

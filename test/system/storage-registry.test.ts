@@ -23,7 +23,7 @@ import { createVmDisks, diskImages, type VmDisks } from '../../daemon/vm/vm-disk
 import { validateVmSpec, type VmSpec } from '../../daemon/vm/vm-model.js';
 import { cleanupTestDomains } from '../contract/libvirt-client.contract.js';
 import { testDomainName } from '../contract/test-domain.js';
-import { GUEST_OUT } from '../guest/paths.js';
+import { GUEST_CMDLINE, GUEST_OUT } from '../guest/paths.js';
 import { serve, startByteServer, type ByteServer } from '../unit/storage/image-helpers.js';
 import { readSerialUntil } from './helpers/serial.js';
 
@@ -207,7 +207,7 @@ describe.skipIf(bootMissing !== undefined)(`a guest booted from a registry image
         { name: 'root', image: { name: 'seed' }, bootOrder: 1 },
         { name: 'cd', cdrom: { image: 'boot-cd' } },
       ],
-      kernelBoot: { kernel: join(GUEST_OUT, 'vmlinuz'), initrd: join(GUEST_OUT, 'initramfs.gz'), cmdline: 'console=ttyS0 quiet' },
+      kernelBoot: { kernel: join(GUEST_OUT, 'vmlinuz'), initrd: join(GUEST_OUT, 'initramfs.gz'), cmdline: GUEST_CMDLINE },
     };
     expect(validateVmSpec(spec, { cpus: 2, memoryMiB: 1024 })).toEqual([]);
     // The NoCloud seed is the image: the guest reads instance-id from whatever disk carries the cidata label.

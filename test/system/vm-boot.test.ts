@@ -22,7 +22,7 @@ import { tapName } from '../../daemon/net/names.js';
 import { validateVmSpec, type VmSpec } from '../../daemon/vm/vm-model.js';
 import { cleanupTestDomains } from '../contract/libvirt-client.contract.js';
 import { testDomainName } from '../contract/test-domain.js';
-import { GUEST_OUT } from '../guest/paths.js';
+import { GUEST_CMDLINE, GUEST_OUT } from '../guest/paths.js';
 
 const BUS = '/run/dbus/system_bus_socket';
 const GUEST = resolve('test/guest');
@@ -77,7 +77,7 @@ describe.skipIf(missing !== undefined)(`cloud-init seed read by the test guest${
       machine: 'q35',
       runStrategy: 'Manual',
       cloudInit: { userData: '#cloud-config\nruncmd: [echo "<&>"]\n' },
-      kernelBoot: { kernel: 'vmlinuz', initrd: 'initramfs.gz', cmdline: 'console=ttyS0 quiet nodevirt.stay=1' },
+      kernelBoot: { kernel: 'vmlinuz', initrd: 'initramfs.gz', cmdline: `${GUEST_CMDLINE} nodevirt.stay=1` },
     };
     expect(validateVmSpec(spec, { cpus: 2, memoryMiB: 1024 })).toEqual([]);
 
@@ -143,7 +143,7 @@ describe.skipIf(missing !== undefined)(`cloud-init seed read by the test guest${
       memory: 256,
       machine: 'pc',
       disks: [{ name: 'seed', image: { name: 'seed' }, bootOrder: 1 }],
-      kernelBoot: { kernel: 'vmlinuz', initrd: 'initramfs.gz', cmdline: 'console=ttyS0 quiet' },
+      kernelBoot: { kernel: 'vmlinuz', initrd: 'initramfs.gz', cmdline: GUEST_CMDLINE },
     };
     expect(validateVmSpec(spec, { cpus: 2, memoryMiB: 1024 })).toEqual([]);
     const root = join(work, 'root');
@@ -196,7 +196,7 @@ describe.skipIf(missing !== undefined)(`cloud-init seed read by the test guest${
       name: 'uefi-guest',
       memory: 256,
       firmware: 'uefi',
-      kernelBoot: { kernel: 'vmlinuz', initrd: 'initramfs.gz', cmdline: 'console=ttyS0 quiet' },
+      kernelBoot: { kernel: 'vmlinuz', initrd: 'initramfs.gz', cmdline: GUEST_CMDLINE },
     };
     const iso = join(work, `${name}.iso`);
     await writeSeedIso(seedFiles(spec, [], uuid), iso);
@@ -251,7 +251,7 @@ describe.skipIf(missing !== undefined)(`cloud-init seed read by the test guest${
         memory: 256,
         interfaces: [{ network: 'lan', model: 'virtio' }],
         // No DHCP server on the tap: a short timeout makes the guest report failure quickly.
-        kernelBoot: { kernel: 'vmlinuz', initrd: 'initramfs.gz', cmdline: 'console=ttyS0 quiet nodevirt.dhcp_timeout=3' },
+        kernelBoot: { kernel: 'vmlinuz', initrd: 'initramfs.gz', cmdline: `${GUEST_CMDLINE} nodevirt.dhcp_timeout=3` },
       };
       const serial = join(RUN_DIR, `${name}.serial`);
       const xml = buildDomainXml(spec, {

@@ -8,7 +8,7 @@ import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import type { ApiResponse } from '../../daemon/cli/api-client.js';
-import { GUEST_OUT } from '../guest/paths.js';
+import { GUEST_CMDLINE, GUEST_OUT } from '../guest/paths.js';
 import { startDaemon, DAEMON_MAIN, type DaemonProcess } from './helpers/daemon-process.js';
 
 const BUS = '/run/dbus/system_bus_socket';
@@ -118,7 +118,7 @@ describe.skipIf(missing !== undefined)(`console and VNC over WebSocket with a re
     const put = await d.api('PUT', `/v1/vms/${vm}`, {
       name: vm,
       memory: 256,
-      kernelBoot: { kernel: join(GUEST_OUT, 'vmlinuz'), initrd: join(GUEST_OUT, 'initramfs.gz'), cmdline: 'console=ttyS0 quiet nodevirt.stay=1' },
+      kernelBoot: { kernel: join(GUEST_OUT, 'vmlinuz'), initrd: join(GUEST_OUT, 'initramfs.gz'), cmdline: `${GUEST_CMDLINE} nodevirt.stay=1` },
     });
     expect(put.status, JSON.stringify(put.body)).toBe(201);
 

@@ -4,7 +4,7 @@ import { createHash } from 'node:crypto';
 import { chmodSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { GUEST_OUT } from '../guest/paths.js';
+import { GUEST_CMDLINE, GUEST_OUT } from '../guest/paths.js';
 import { startDaemon, type DaemonProcess } from './helpers/daemon-process.js';
 import { deleteVm, openSerial, putVm, runId, startVm, waitForLibvirt, waitForPhase, type SerialConsole } from './helpers/vm-api.js';
 
@@ -44,7 +44,7 @@ describe.skipIf(why !== undefined)(`cloud-init NoCloud seed through the daemon${
       memory: 128,
       cloudInit: { userData, metaData },
       // No NICs: the guest then skips DHCP and finishes at once; it powers off after NODEVIRT-GUEST-DONE.
-      kernelBoot: { kernel: join(GUEST_OUT, 'vmlinuz'), initrd: join(GUEST_OUT, 'initramfs.gz'), cmdline: 'console=ttyS0 quiet' },
+      kernelBoot: { kernel: join(GUEST_OUT, 'vmlinuz'), initrd: join(GUEST_OUT, 'initramfs.gz'), cmdline: GUEST_CMDLINE },
     });
     const started = await startVm(d, vm);
     serial = await openSerial(started.status.domain);

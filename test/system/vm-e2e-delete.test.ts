@@ -5,7 +5,7 @@ import { execFileSync } from 'node:child_process';
 import { chmodSync, existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { GUEST_OUT } from '../guest/paths.js';
+import { GUEST_CMDLINE, GUEST_OUT } from '../guest/paths.js';
 import { startDaemon, type DaemonProcess } from './helpers/daemon-process.js';
 import {
   deleteNetwork,
@@ -47,7 +47,7 @@ describe.skipIf(why !== undefined)(`VM delete through the daemon leaves nothing$
     interfaces: [{ network: net, ip, mac }],
     disks: [{ name: 'data', volume: { sizeBytes: 16 * 2 ** 20 } }],
     cloudInit: { metaData: `instance-id: ${name}\nlocal-hostname: ${name}\n` },
-    kernelBoot: { kernel: join(GUEST_OUT, 'vmlinuz'), initrd: join(GUEST_OUT, 'initramfs.gz'), cmdline: 'console=ttyS0 quiet nodevirt.stay=1' },
+    kernelBoot: { kernel: join(GUEST_OUT, 'vmlinuz'), initrd: join(GUEST_OUT, 'initramfs.gz'), cmdline: `${GUEST_CMDLINE} nodevirt.stay=1` },
   });
   const vmDir = (name: string) => join(daemon!.stateDir, 'storage', 'vms', name);
 

@@ -5,7 +5,7 @@ import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { GUEST_OUT } from '../guest/paths.js';
+import { GUEST_CMDLINE, GUEST_OUT } from '../guest/paths.js';
 import { startDaemon, type DaemonProcess } from './helpers/daemon-process.js';
 import { createTestNetns, netnsUnavailable, type TestNetns } from './helpers/netns.js';
 import { deleteNetwork, deleteVm, openSerial, putNetwork, putVm, randomSubnet, runId, startVm, waitForLease, waitForLibvirt, type SerialConsole } from './helpers/vm-api.js';
@@ -76,7 +76,7 @@ describe.skipIf(why !== undefined)(`VM on a NAT network through the daemon${why 
     const put = await putVm(d, vm, {
       memory: 128,
       interfaces: [{ network: net }],
-      kernelBoot: { kernel: join(GUEST_OUT, 'vmlinuz'), initrd: join(GUEST_OUT, 'initramfs.gz'), cmdline: 'console=ttyS0 quiet nodevirt.stay=1' },
+      kernelBoot: { kernel: join(GUEST_OUT, 'vmlinuz'), initrd: join(GUEST_OUT, 'initramfs.gz'), cmdline: `${GUEST_CMDLINE} nodevirt.stay=1` },
     });
     const { ip, mac } = put.status.nics[0]!;
     expect(ip).toMatch(new RegExp(`^${natSubnet.prefix.replace(/\./g, '\\.')}\\.\\d+$`));

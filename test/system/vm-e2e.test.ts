@@ -29,7 +29,7 @@ import { createStore, type Store } from '../../daemon/store/store.js';
 import { createVmService, type VmService } from '../../daemon/vm/vm-service.js';
 import { cleanupTestDomains } from '../contract/libvirt-client.contract.js';
 import { testDomainName } from '../contract/test-domain.js';
-import { GUEST_OUT } from '../guest/paths.js';
+import { GUEST_CMDLINE, GUEST_OUT } from '../guest/paths.js';
 
 const BUS = '/run/dbus/system_bus_socket';
 const GUEST = resolve('test/guest');
@@ -126,7 +126,7 @@ describe.skipIf(missing !== undefined)(`a VM gets its IP from our DHCP end to en
       memory: 256,
       machine: 'q35',
       interfaces: [{ network }],
-      kernelBoot: { kernel: join(GUEST_OUT, 'vmlinuz'), initrd: join(GUEST_OUT, 'initramfs.gz'), cmdline: 'console=ttyS0 quiet nodevirt.stay=1' },
+      kernelBoot: { kernel: join(GUEST_OUT, 'vmlinuz'), initrd: join(GUEST_OUT, 'initramfs.gz'), cmdline: `${GUEST_CMDLINE} nodevirt.stay=1` },
     });
     const ip = put.vm.status.nics[0]!.ip!;
     const mac = put.vm.status.nics[0]!.mac;

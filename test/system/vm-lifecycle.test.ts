@@ -10,7 +10,7 @@ import { request } from 'node:http';
 import type { Socket } from 'node:net';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { GUEST_OUT } from '../guest/paths.js';
+import { GUEST_CMDLINE, GUEST_OUT } from '../guest/paths.js';
 import { startDaemon, type DaemonProcess } from './helpers/daemon-process.js';
 import { readSerialUntil } from './helpers/serial.js';
 
@@ -97,7 +97,7 @@ describe.skipIf(missing !== undefined)(`VM lifecycle through the daemon process$
     runStrategy,
     stopGracePeriodSeconds: 5,
     interfaces: [{ network }],
-    kernelBoot: { kernel: join(GUEST_OUT, 'vmlinuz'), initrd: join(GUEST_OUT, 'initramfs.gz'), cmdline: 'console=ttyS0 quiet nodevirt.stay=1' },
+    kernelBoot: { kernel: join(GUEST_OUT, 'vmlinuz'), initrd: join(GUEST_OUT, 'initramfs.gz'), cmdline: `${GUEST_CMDLINE} nodevirt.stay=1` },
   });
   /** Reads the guest's console (QEMU's serial socket) until the marker; keeps the socket open for writes. */
   const serial = (vmName: string, marker: RegExp) => {
