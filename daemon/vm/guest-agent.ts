@@ -154,11 +154,10 @@ export function createGuestAgentCache(deps: GuestAgentCacheDeps): GuestAgentCach
       for (const d of [...connected]) if (!active.has(d)) forget(d);
       for (const i of doms) {
         const xml = await deps.libvirt.getDomainXml(i.name).catch(() => '');
-        if (agentConnectedInXml(xml)) {
-          connected.add(i.name);
-          void refresh(i.name);
-        } else if (connected.has(i.name)) forget(i.name);
+        // Only adds: a disconnect is the agent event's to report (or a failed query's, which clears the entry).
+        if (agentConnectedInXml(xml)) connected.add(i.name);
       }
+      for (const d of connected) void refresh(d);
     } catch (err) {
       log?.warn({ err: errorMessage(err) }, 'guest agent scan failed');
     }
@@ -181,7 +180,8 @@ export function createGuestAgentCache(deps: GuestAgentCacheDeps): GuestAgentCach
 
   const tick = (): void => {
     timer = setTimeout(() => {
-      for (const d of connected) void refresh(d);
+      // A rescan rather than a refresh of the known ones: an agent event lost on the bus must not hide an agent.
+      if (deps.libvirt.connected) scanning = scan();
       tick();
     }, refreshMs);
     timer.unref();
