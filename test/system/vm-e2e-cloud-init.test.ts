@@ -1,7 +1,7 @@
 // End to end through the daemon process: a VM with cloudInit userData/metaData boots the test guest, which
 // finds the NoCloud seed the daemon built and prints the hostname, instance-id and user-data hash it read.
 import { createHash } from 'node:crypto';
-import { chmodSync, existsSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { GUEST_CMDLINE, GUEST_OUT } from '../guest/paths.js';
@@ -20,8 +20,6 @@ describe.skipIf(why !== undefined)(`cloud-init NoCloud seed through the daemon${
 
   beforeAll(async () => {
     daemon = await startDaemon();
-    // mkdtemp made the daemon's dir 0700; QEMU runs as libvirt-qemu and must traverse it to open the seed.
-    chmodSync(daemon.dir, 0o711);
     await waitForLibvirt(daemon);
   }, 60_000);
 

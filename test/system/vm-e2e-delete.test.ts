@@ -2,7 +2,7 @@
 // rules, files, leases, MAC and IP allocations: a new VM takes the same MAC and fixed IP and gets that lease),
 // and DELETE ?keepDisks=true removes everything but the VM's volume.
 import { execFileSync } from 'node:child_process';
-import { chmodSync, existsSync, readdirSync } from 'node:fs';
+import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { GUEST_CMDLINE, GUEST_OUT } from '../guest/paths.js';
@@ -64,8 +64,6 @@ describe.skipIf(why !== undefined)(`VM delete through the daemon leaves nothing$
 
   beforeAll(async () => {
     daemon = await startDaemon();
-    // mkdtemp made the daemon's dir 0700; QEMU runs as libvirt-qemu and must traverse it to open seed and volume.
-    chmodSync(daemon.dir, 0o711);
     await waitForLibvirt(daemon);
     await putNetwork(daemon, net, { type: 'nat', nat: { subnet: subnet.cidr } });
   }, 60_000);

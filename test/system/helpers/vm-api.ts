@@ -2,6 +2,7 @@
 // actions (synchronous today, 202 operations soon; both handled), leases, and the VM's serial console.
 import { randomBytes } from 'node:crypto';
 import type { Socket } from 'node:net';
+import type { Schemas } from '../../../daemon/api/types.js';
 import type { ApiResponse } from '../../../daemon/cli/api-client.js';
 import { readSerialUntil } from './serial.js';
 
@@ -10,39 +11,10 @@ export interface ApiHandle {
   api(method: string, path: string, body?: unknown, timeoutMs?: number): Promise<ApiResponse>;
 }
 
-export interface VmNic {
-  name: string;
-  network: string;
-  mac: string;
-  ip: string | null;
-  tap: string | null;
-  dhcpAcked: boolean;
-}
-
-export interface VmView {
-  name: string;
-  generation: number;
-  spec: Record<string, unknown>;
-  status: { phase: string; domain: string; uuid: string; nics: VmNic[]; conditions: unknown[]; restartRequired: boolean };
-}
-
-export interface LeaseView {
-  interface: string;
-  mac: string;
-  ip: string;
-  firstAckAt: string | null;
-  lastAckAt: string | null;
-  acks: number;
-  releasedAt: string | null;
-}
-
-interface OperationBody {
-  id: string;
-  kind: string;
-  status: 'running' | 'succeeded' | 'failed' | 'cancelled';
-  result?: unknown;
-  error?: { code: string; message: string; status: number };
-}
+// Wire types from the spec, as the daemon answers them.
+export type VmView = Schemas['Vm'];
+export type LeaseView = Schemas['Lease'];
+type OperationBody = Schemas['Operation'];
 
 export const SERIAL_DIR = '/run/nodevirt';
 
