@@ -1,6 +1,6 @@
 // The VM lifecycle end to end through the compiled daemon process and its API, with the test guest on a
 // bridge network with IPAM: (4) a running guest survives a daemon SIGTERM and a SIGKILL + restart (same QEMU
-// pid, status intact, our DHCP answers its renew), (5) kill -9 of QEMU: a RerunOnFailure VM runs again
+// pid, status intact, our DHCP answers its renew) and a libvirtd restart (same QEMU, actions work again), (5) kill -9 of QEMU: a RerunOnFailure VM runs again
 // within seconds on a new QEMU and gets its IP again; a Manual VM stays stopped, shown Failed; a virsh
 // destroy behind the daemon's back is noticed; each shows up on GET /v1/events.
 import { execFileSync } from 'node:child_process';
@@ -128,7 +128,7 @@ describe.skipIf(missing !== undefined)(`VM lifecycle through the daemon process$
     }
   }, 300_000);
 
-  it('(4) a running guest survives SIGTERM and SIGKILL of the daemon: same QEMU, status intact, our DHCP answers its renew', async () => {
+  it('(4) a running guest survives SIGTERM and SIGKILL of the daemon and a libvirtd restart: same QEMU, status intact, our DHCP answers its renew', async () => {
     const name = names.keep;
     await api('PUT', `/v1/vms/${name}`, spec(name, 'Always'));
     // Always: the reconciler starts it at creation.
@@ -156,6 +156,24 @@ describe.skipIf(missing !== undefined)(`VM lifecycle through the daemon process$
       expect(after.status.conditions).toContainEqual(expect.objectContaining({ type: 'Started', status: 'True' }));
       expect(qemuPid(domainOf(name)), `QEMU after the daemon came back from ${signal}`).toBe(pid);
     }
+
+    // libvirtd restarts under the daemon: QEMU keeps running (libvirtd re-attaches to it on start), the daemon
+    // reconnects and resyncs without restarting the VM, and actions reach the same domain again.
+    const libvirtdPid = Number(readFileSync('/run/libvirtd.pid', 'utf8').trim());
+    try {
+      process.kill(libvirtdPid, 'SIGTERM');
+      await until('libvirtd to exit', async () => existsSync(`/proc/${libvirtdPid}`), (alive) => !alive, 15_000);
+    } finally {
+      execFileSync('libvirtd', ['-d']);
+    }
+    await until('the daemon back on libvirt', () => api<{ libvirt: { connected: boolean } }>('GET', '/v1/node'), (n) => n.libvirt.connected, 30_000);
+    // Past the reconnect resync.
+    await sleep(3000);
+    expect(qemuPid(domainOf(name)), 'QEMU after the libvirtd restart').toBe(pid);
+    expect((await vm(name)).status.phase).toBe('Running');
+    expect((await api<VmWire>('POST', `/v1/vms/${name}/pause`)).status.phase).toBe('Paused');
+    expect((await api<VmWire>('POST', `/v1/vms/${name}/resume`)).status.phase).toBe('Running');
+    expect(qemuPid(domainOf(name))).toBe(pid);
 
     // The guest renews now (busybox udhcpc renews on SIGUSR1) through the console's command hook.
     const lease = async () => (await api<{ items: LeaseWire[] }>('GET', '/v1/leases')).items.find((l) => l.interface === nic.tap && l.mac === nic.mac)!;
