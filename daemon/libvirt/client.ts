@@ -84,6 +84,9 @@ class DbusLibvirtClient extends EventEmitter implements LibvirtClient {
   private readonly backoff: Backoff;
   private readonly heartbeatMs: number;
   private readonly callTimeoutMs: number;
+  private readonly maxInFlight: number;
+  private inFlight = 0;
+  private readonly waiting: Array<() => void> = [];
 
   private running = false;
   private bus: MessageBus | undefined;
@@ -116,6 +119,7 @@ class DbusLibvirtClient extends EventEmitter implements LibvirtClient {
     this.backoff = createBackoff(opts.backoff);
     this.heartbeatMs = opts.heartbeatMs ?? 5_000;
     this.callTimeoutMs = opts.callTimeoutMs ?? 60_000;
+    this.maxInFlight = Math.max(1, opts.maxInFlightCalls ?? 64);
     this.caller = { call: (path, iface, member, signature, body) => this.libvirtCall(path, iface, member, signature, body) };
     this.connect = bindInterface(this.caller, this.connectPath, ConnectSpec);
   }
@@ -337,7 +341,21 @@ class DbusLibvirtClient extends EventEmitter implements LibvirtClient {
 
   // --- calls --------------------------------------------------------------------------------------------
 
-  private send(destination: string, path: string, iface: string, member: string, signature: string, body: unknown[]): Promise<unknown[]> {
+  private async send(destination: string, path: string, iface: string, member: string, signature: string, body: unknown[]): Promise<unknown[]> {
+    // FIFO beyond the bound: the bus answers LimitsExceeded past its per-connection pending-reply limit.
+    if (this.inFlight >= this.maxInFlight) await new Promise<void>((ok) => this.waiting.push(ok));
+    else this.inFlight++;
+    try {
+      return await this.sendNow(destination, path, iface, member, signature, body);
+    } finally {
+      // The slot passes straight to the next waiter, so inFlight never drops below the number running.
+      const next = this.waiting.shift();
+      if (next) next();
+      else this.inFlight--;
+    }
+  }
+
+  private sendNow(destination: string, path: string, iface: string, member: string, signature: string, body: unknown[]): Promise<unknown[]> {
     const bus = this.bus;
     if (!bus) return Promise.reject(unavailable(`${member}: not connected to the system bus`));
     // NO_AUTO_START: the bus must not activate libvirt-dbus itself (its activation file runs it as an

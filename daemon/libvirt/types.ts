@@ -91,6 +91,11 @@ export interface LibvirtClientOptions {
   heartbeatMs?: number;
   /** Per-call timeout (ms) after which a call fails with LIBVIRT_UNAVAILABLE. Default 60_000. */
   callTimeoutMs?: number;
+  /**
+   * Calls in flight on the bus connection at most (default 64); more wait their turn. The system bus refuses a
+   * connection more than 128 pending replies (LimitsExceeded), which 50 VMs started at once did reach.
+   */
+  maxInFlightCalls?: number;
 }
 
 export interface LibvirtClientEvents {
