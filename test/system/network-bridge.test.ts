@@ -3,18 +3,14 @@
 // stand-in VM to "the LAN", PUT is idempotent, dry runs touch nothing, adopted bridges survive DELETE,
 // and a VLAN network either works or (on this kernel, without 802.1Q) fails leaving nothing behind.
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { rm } from 'node:fs/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createLinks } from '../../daemon/host/links.js';
-import { createNftables } from '../../daemon/host/nftables.js';
 import { isAppError } from '../../daemon/lib/errors.js';
 import { bridgeName } from '../../daemon/net/names.js';
-import { createNetHost } from '../../daemon/host/net-host.js';
 import { createNetworkService, type NetworkService } from '../../daemon/net/network-service.js';
-import { createStore, type Store } from '../../daemon/store/store.js';
-import { ipn, netnsUnavailable, ping as pingNs, sh } from './helpers/netns.js';
+import type { Store } from '../../daemon/store/store.js';
+import { addNs, delNs, ipn, netnsUnavailable, ping as pingNs, sh } from './helpers/netns.js';
+import { netnsAdapters, openTempStore } from './helpers/net-service.js';
 
 const why = netnsUnavailable();
 const run = randomBytes(3).toString('hex');
@@ -59,11 +55,7 @@ if (why !== undefined) {
   const noVlan = vlanSupport();
 
   beforeAll(async () => {
-    for (const ns of [HOST, LAN, VM]) {
-      sh('ip', 'netns', 'add', ns);
-      made.push(ns);
-      ipn(ns, 'link', 'set', 'lo', 'up');
-    }
+    for (const ns of [HOST, LAN, VM]) addNs(ns, made);
     // The uplink: a veth whose far end is "the LAN" with 192.168.77.1.
     ipn(HOST, 'link', 'add', 'up0', 'type', 'veth', 'peer', 'name', 'lan0', 'netns', LAN);
     ipn(LAN, 'addr', 'add', '192.168.77.1/24', 'dev', 'lan0');
@@ -73,20 +65,12 @@ if (why !== undefined) {
     ipn(HOST, 'link', 'add', 'vm0', 'type', 'veth', 'peer', 'name', 'eth0', 'netns', VM);
     ipn(VM, 'addr', 'add', '192.168.77.10/24', 'dev', 'eth0');
     ipn(VM, 'link', 'set', 'eth0', 'up');
-    dir = await mkdtemp(join(tmpdir(), 'nodevirt-netsys-'));
-    store = createStore({ stateDir: dir });
-    await store.open();
-    svc = createNetworkService({ store, adapters: { links: createLinks({ netns: HOST }), nft: createNftables({ netns: HOST }), host: createNetHost({ netns: HOST }) } });
+    ({ store, dir } = await openTempStore('nodevirt-netsys-'));
+    svc = createNetworkService({ store, adapters: netnsAdapters(HOST) });
   });
 
   afterAll(async () => {
-    for (const ns of made) {
-      try {
-        sh('ip', 'netns', 'del', ns);
-      } catch {
-        // already gone
-      }
-    }
+    delNs(made);
     await store?.close();
     if (dir) await rm(dir, { recursive: true, force: true });
   });

@@ -3,18 +3,14 @@
 // address (SNAT); a reboot stand-in is repaired by reconcile; DELETE leaves no rule and no address.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { rm } from 'node:fs/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createLinks } from '../../daemon/host/links.js';
-import { createNftables } from '../../daemon/host/nftables.js';
 import { tapName } from '../../daemon/net/names.js';
-import { createNetHost } from '../../daemon/host/net-host.js';
 import { routedTable } from '../../daemon/net/network-routed.js';
 import { createNetworkService, type NetworkService } from '../../daemon/net/network-service.js';
-import { createStore, type Store } from '../../daemon/store/store.js';
-import { ipn, netnsUnavailable, sh } from './helpers/netns.js';
+import type { Store } from '../../daemon/store/store.js';
+import { addNs, delNs, ipn, netnsUnavailable, sh, vethBetween } from './helpers/netns.js';
+import { netnsAdapters, openTempStore } from './helpers/net-service.js';
 
 const why = netnsUnavailable();
 const run = randomBytes(3).toString('hex');
@@ -58,23 +54,13 @@ if (why !== undefined) {
   let svc: NetworkService;
   let vmIp: string;
   const tap = tapName('vm1', 'net0');
-  const adapters = () => ({ links: createLinks({ netns: HOST }), nft: createNftables({ netns: HOST }), host: createNetHost({ netns: HOST }) });
+  const adapters = () => (netnsAdapters(HOST));
 
   beforeAll(async () => {
-    for (const ns of [HOST, LAN, VM]) {
-      sh('ip', 'netns', 'add', ns);
-      made.push(ns);
-      ipn(ns, 'link', 'set', 'lo', 'up');
-    }
-    ipn(HOST, 'link', 'add', 'up0', 'type', 'veth', 'peer', 'name', 'lan0', 'netns', LAN);
-    ipn(HOST, 'addr', 'add', '198.51.100.1/24', 'dev', 'up0');
-    ipn(HOST, 'link', 'set', 'up0', 'up');
-    ipn(LAN, 'addr', 'add', '198.51.100.2/24', 'dev', 'lan0');
-    ipn(LAN, 'link', 'set', 'lan0', 'up');
+    for (const ns of [HOST, LAN, VM]) addNs(ns, made);
+    vethBetween({ ns: HOST, name: 'up0', cidr: '198.51.100.1/24' }, { ns: LAN, name: 'lan0', cidr: '198.51.100.2/24' });
     // Unlike the routed test, the LAN knows no route to the pool: only the floating IP can work.
-    dir = await mkdtemp(join(tmpdir(), 'nodevirt-fipsys-'));
-    store = createStore({ stateDir: dir });
-    await store.open();
+    ({ store, dir } = await openTempStore('nodevirt-fipsys-'));
     svc = createNetworkService({ store, adapters: adapters() });
     await svc.put('rt', { type: 'routed', routed: { pool: '203.0.113.16/28', uplink: 'up0' } });
     vmIp = await (await svc.ipam('rt')).allocate('vm1/net0');
@@ -91,13 +77,7 @@ if (why !== undefined) {
 
   afterAll(async () => {
     for (const p of servers) p.kill('SIGKILL');
-    for (const ns of made) {
-      try {
-        sh('ip', 'netns', 'del', ns);
-      } catch {
-        // already gone
-      }
-    }
+    delNs(made);
     await store?.close();
     if (dir) await rm(dir, { recursive: true, force: true });
   });

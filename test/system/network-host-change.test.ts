@@ -6,8 +6,7 @@
 // they answered before the change.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { createLinks } from '../../daemon/host/links.js';
@@ -19,6 +18,7 @@ import { createNetHost } from '../../daemon/host/net-host.js';
 import { createNetworkService, type NetworkService } from '../../daemon/net/network-service.js';
 import { createStore, type Store } from '../../daemon/store/store.js';
 import { inNs, ipn, netnsUnavailable, ping as pingNs, sh } from './helpers/netns.js';
+import { netnsAdapters, openTempStore } from './helpers/net-service.js';
 import { transpileForChild } from './helpers/transpile.js';
 
 const why = netnsUnavailable();
@@ -79,13 +79,11 @@ describe.skipIf(why !== undefined)(`bridge networks over the host's uplink, with
     ipn(HOST, 'link', 'set', 'dev', 'up0', 'up');
     ipn(HOST, 'route', 'add', 'default', 'via', '10.77.0.1');
     ipn(HOST, 'route', 'add', '10.78.0.0/16', 'via', '10.77.0.1', 'metric', '50', 'proto', 'static');
-    dir = await mkdtemp(join(tmpdir(), 'nvh-'));
-    store = createStore({ stateDir: dir });
-    await store.open();
+    ({ store, dir } = await openTempStore('nvh-'));
     hc = createHostChanges({ store, stateDir: dir });
     svc = createNetworkService({
       store,
-      adapters: { links: createLinks({ netns: HOST }), nft: createNftables({ netns: HOST }), host: createNetHost({ netns: HOST }) },
+      adapters: netnsAdapters(HOST),
       hostChanges: hc,
       hostChangeNetns: HOST,
     });
@@ -208,7 +206,7 @@ describe.skipIf(why !== undefined)(`bridge networks over the host's uplink, with
     store = createStore({ stateDir: dir });
     await store.open();
     hc = createHostChanges({ store, stateDir: dir });
-    svc = createNetworkService({ store, adapters: { links: createLinks({ netns: HOST }), nft: createNftables({ netns: HOST }), host: createNetHost({ netns: HOST }) }, hostChanges: hc, hostChangeNetns: HOST });
+    svc = createNetworkService({ store, adapters: netnsAdapters(HOST), hostChanges: hc, hostChangeNetns: HOST });
     expect(await hc.reconcile()).toEqual([expect.objectContaining({ id: applied.id, state: 'reverted', reason: 'agent' })]);
     const [res] = await svc.reconcile();
     expect(res).toMatchObject({ name: 'vmbr', error: expect.stringMatching(/was reverted: the network is dropped/) });

@@ -3,18 +3,14 @@
 // forward reaches the VM from the LAN, isolated ports drop VM-to-VM traffic, and DELETE leaves nothing.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { rm } from 'node:fs/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createLinks } from '../../daemon/host/links.js';
-import { createNftables } from '../../daemon/host/nftables.js';
 import { bridgeName } from '../../daemon/net/names.js';
-import { createNetHost } from '../../daemon/host/net-host.js';
 import { createNetworkService, type NetworkService } from '../../daemon/net/network-service.js';
 import type { NetworkSpec } from '../../daemon/net/network-model.js';
-import { createStore, type Store } from '../../daemon/store/store.js';
-import { inNs, ipn, netnsUnavailable, ping, sh, tcpGet } from './helpers/netns.js';
+import type { Store } from '../../daemon/store/store.js';
+import { addNs, delNs, inNs, ipn, netnsUnavailable, ping, sh, tcpGet, vethBetween } from './helpers/netns.js';
+import { netnsAdapters, openTempStore } from './helpers/net-service.js';
 
 const why = netnsUnavailable();
 const run = randomBytes(3).toString('hex');
@@ -27,9 +23,7 @@ const children: ChildProcess[] = [];
 
 
 function vmNs(ns: string, hostEnd: string, ip: string) {
-  sh('ip', 'netns', 'add', ns);
-  made.push(ns);
-  ipn(ns, 'link', 'set', 'lo', 'up');
+  addNs(ns, made);
   ipn(HOST, 'link', 'add', hostEnd, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', ns);
   ipn(ns, 'addr', 'add', `${ip}/24`, 'dev', 'eth0');
   ipn(ns, 'link', 'set', 'eth0', 'up');
@@ -49,41 +43,25 @@ if (why !== undefined) {
   });
 
   beforeAll(async () => {
-    for (const ns of [HOST, LAN]) {
-      sh('ip', 'netns', 'add', ns);
-      made.push(ns);
-      ipn(ns, 'link', 'set', 'lo', 'up');
-    }
+    for (const ns of [HOST, LAN]) addNs(ns, made);
     // A new namespace copies ip_forward from the root one (devconf_inherit_init_net=0), where libvirt or
     // another tool may have turned it on: start from off, so turning it on is this network's doing.
     inNs(HOST, 'sysctl', '-qw', 'net.ipv4.ip_forward=0');
     // "The LAN" knows nothing of 10.0.2.0/24: only masqueraded traffic can get an answer.
-    ipn(HOST, 'link', 'add', 'up0', 'type', 'veth', 'peer', 'name', 'lan0', 'netns', LAN);
-    ipn(HOST, 'addr', 'add', '203.0.113.1/24', 'dev', 'up0');
-    ipn(HOST, 'link', 'set', 'up0', 'up');
-    ipn(LAN, 'addr', 'add', '203.0.113.2/24', 'dev', 'lan0');
-    ipn(LAN, 'link', 'set', 'lan0', 'up');
+    vethBetween({ ns: HOST, name: 'up0', cidr: '203.0.113.1/24' }, { ns: LAN, name: 'lan0', cidr: '203.0.113.2/24' });
     vmNs(VM1, 'vm1', '10.0.2.2');
     vmNs(VM2, 'vm2', '10.0.2.3');
     // The VM's service behind the port forward.
     const server = spawn('ip', ['netns', 'exec', VM1, process.execPath, '-e', `require('net').createServer(s=>s.end('hello from vm1')).listen(80,'0.0.0.0',()=>console.log('up'))`], { stdio: ['ignore', 'pipe', 'inherit'] });
     children.push(server);
     await new Promise<void>((resolve) => server.stdout!.once('data', () => resolve()));
-    dir = await mkdtemp(join(tmpdir(), 'nodevirt-natsys-'));
-    store = createStore({ stateDir: dir });
-    await store.open();
-    svc = createNetworkService({ store, adapters: { links: createLinks({ netns: HOST }), nft: createNftables({ netns: HOST }), host: createNetHost({ netns: HOST }) } });
+    ({ store, dir } = await openTempStore('nodevirt-natsys-'));
+    svc = createNetworkService({ store, adapters: netnsAdapters(HOST) });
   });
 
   afterAll(async () => {
     for (const c of children) c.kill('SIGKILL');
-    for (const ns of made) {
-      try {
-        sh('ip', 'netns', 'del', ns);
-      } catch {
-        // already gone
-      }
-    }
+    delNs(made);
     await store?.close();
     if (dir) await rm(dir, { recursive: true, force: true });
   });

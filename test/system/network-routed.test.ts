@@ -2,17 +2,13 @@
 // NIC's tap, its far end in the VM namespace) configured as our DHCP attachment says (a /32, classless
 // on-link route to 169.254.1.1, default via it) reaches "the LAN", and its /32 is reachable from the LAN.
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { rm } from 'node:fs/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createLinks } from '../../daemon/host/links.js';
-import { createNftables } from '../../daemon/host/nftables.js';
 import { tapName } from '../../daemon/net/names.js';
-import { createNetHost } from '../../daemon/host/net-host.js';
 import { createNetworkService, type NetworkService } from '../../daemon/net/network-service.js';
-import { createStore, type Store } from '../../daemon/store/store.js';
-import { ipn, netnsUnavailable, ping, sh } from './helpers/netns.js';
+import type { Store } from '../../daemon/store/store.js';
+import { addNs, delNs, ipn, netnsUnavailable, ping, sh, vethBetween } from './helpers/netns.js';
+import { netnsAdapters, openTempStore } from './helpers/net-service.js';
 
 const why = netnsUnavailable();
 const run = randomBytes(3).toString('hex');
@@ -31,32 +27,16 @@ if (why !== undefined) {
   const tap = tapName('vm1', 'net0');
 
   beforeAll(async () => {
-    for (const ns of [HOST, LAN, VM]) {
-      sh('ip', 'netns', 'add', ns);
-      made.push(ns);
-      ipn(ns, 'link', 'set', 'lo', 'up');
-    }
-    ipn(HOST, 'link', 'add', 'up0', 'type', 'veth', 'peer', 'name', 'lan0', 'netns', LAN);
-    ipn(HOST, 'addr', 'add', '198.51.100.1/24', 'dev', 'up0');
-    ipn(HOST, 'link', 'set', 'up0', 'up');
-    ipn(LAN, 'addr', 'add', '198.51.100.2/24', 'dev', 'lan0');
-    ipn(LAN, 'link', 'set', 'lan0', 'up');
+    for (const ns of [HOST, LAN, VM]) addNs(ns, made);
+    vethBetween({ ns: HOST, name: 'up0', cidr: '198.51.100.1/24' }, { ns: LAN, name: 'lan0', cidr: '198.51.100.2/24' });
     // The LAN's router knows the pool lives behind this host (what a BGP speaker or a static route gives).
     ipn(LAN, 'route', 'add', '203.0.113.16/28', 'via', '198.51.100.1');
-    dir = await mkdtemp(join(tmpdir(), 'nodevirt-routedsys-'));
-    store = createStore({ stateDir: dir });
-    await store.open();
-    svc = createNetworkService({ store, adapters: { links: createLinks({ netns: HOST }), nft: createNftables({ netns: HOST }), host: createNetHost({ netns: HOST }) } });
+    ({ store, dir } = await openTempStore('nodevirt-routedsys-'));
+    svc = createNetworkService({ store, adapters: netnsAdapters(HOST) });
   });
 
   afterAll(async () => {
-    for (const ns of made) {
-      try {
-        sh('ip', 'netns', 'del', ns);
-      } catch {
-        // already gone
-      }
-    }
+    delNs(made);
     await store?.close();
     if (dir) await rm(dir, { recursive: true, force: true });
   });
