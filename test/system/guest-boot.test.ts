@@ -5,7 +5,7 @@ import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { readSerialUntil } from './helpers/serial.js';
+import { readSerialOnce } from './helpers/serial.js';
 import { createLibvirtClient } from '../../daemon/libvirt/client.js';
 import { createLogger } from '../../daemon/lib/logger.js';
 import type { LibvirtClient } from '../../daemon/libvirt/types.js';
@@ -75,13 +75,7 @@ describe.skipIf(missing !== undefined)(`guest boot through the libvirt client${m
 
     // mode='bind': libvirt/QEMU listen on the path; output before we connect would be lost, and the
     // kernel takes seconds to reach init, so connecting right after create is early enough.
-    const { done, socket } = readSerialUntil(serial, /NODEVIRT-GUEST-READY/, READY_TIMEOUT_MS);
-    let consoleText: string;
-    try {
-      consoleText = await done;
-    } finally {
-      socket.destroy();
-    }
+    const consoleText = await readSerialOnce(serial, /NODEVIRT-GUEST-READY/, READY_TIMEOUT_MS);
     const bootMs = Math.round(performance.now() - t0);
     console.info(`test guest: createDomain -> NODEVIRT-GUEST-READY in ${bootMs} ms`);
     // The Foundation issue's budget: under 30 s per boot here (measured ~10 s, so a 3x margin).

@@ -25,7 +25,7 @@ import { cleanupTestDomains } from '../contract/libvirt-client.contract.js';
 import { testDomainName } from '../contract/test-domain.js';
 import { GUEST_CMDLINE, GUEST_OUT } from '../guest/paths.js';
 import { serve, startByteServer, type ByteServer } from '../unit/storage/image-helpers.js';
-import { readSerialUntil } from './helpers/serial.js';
+import { readSerialOnce } from './helpers/serial.js';
 
 const has = (bin: string, arg: string): boolean => {
   try {
@@ -238,13 +238,7 @@ describe.skipIf(bootMissing !== undefined)(`a guest booted from a registry image
     const t0 = performance.now();
     await client.defineDomain(xml);
     await client.startDomain(name);
-    const { done, socket } = readSerialUntil(serial, /NODEVIRT-GUEST-DONE/, BOOT_TIMEOUT_MS);
-    let text: string;
-    try {
-      text = await done;
-    } finally {
-      socket.destroy();
-    }
+    const text = await readSerialOnce(serial, /NODEVIRT-GUEST-DONE/, BOOT_TIMEOUT_MS);
     console.info(`registry-image guest: start -> DONE in ${Math.round(performance.now() - t0)} ms`);
     expect(text).toMatch(new RegExp(`NODEVIRT-CLOUDINIT device=vda instance-id=${uuid} hostname=${vmName} `));
 

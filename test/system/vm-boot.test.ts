@@ -6,7 +6,7 @@ import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, readFileSync,
 import { createConnection } from 'node:net';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { readSerialUntil } from './helpers/serial.js';
+import { readSerialOnce } from './helpers/serial.js';
 import { createLibvirtClient } from '../../daemon/libvirt/client.js';
 import { createLogger } from '../../daemon/lib/logger.js';
 import { child, parseXml } from '../../daemon/libvirt/xml.js';
@@ -109,13 +109,7 @@ describe.skipIf(missing !== undefined)(`cloud-init seed read by the test guest${
 
     const t0 = performance.now();
     await client.createDomain(xml);
-    const { done, socket } = readSerialUntil(serial, /NODEVIRT-GUEST-READY/, BOOT_TIMEOUT_MS);
-    let text: string;
-    try {
-      text = await done;
-    } finally {
-      socket.destroy();
-    }
+    const text = await readSerialOnce(serial, /NODEVIRT-GUEST-READY/, BOOT_TIMEOUT_MS);
     console.info(`seeded guest: createDomain -> READY in ${Math.round(performance.now() - t0)} ms`);
     const line = text.split('\n').find((l) => l.includes('NODEVIRT-CLOUDINIT'));
     expect(line, `no NODEVIRT-CLOUDINIT line in:\n${text}`).toBeDefined();
@@ -172,13 +166,7 @@ describe.skipIf(missing !== undefined)(`cloud-init seed read by the test guest${
     // Persistent this time, the way the reconciler will run VMs: define, then start.
     await client.defineDomain(xml);
     await client.startDomain(name);
-    const { done, socket } = readSerialUntil(serial, /NODEVIRT-GUEST-DONE/, BOOT_TIMEOUT_MS);
-    let text: string;
-    try {
-      text = await done;
-    } finally {
-      socket.destroy();
-    }
+    const text = await readSerialOnce(serial, /NODEVIRT-GUEST-DONE/, BOOT_TIMEOUT_MS);
     expect(text).toMatch(new RegExp(`NODEVIRT-CLOUDINIT device=vda instance-id=${uuid} hostname=overlay-guest `));
     // The base image stays byte-identical: the guest only writes to the overlay.
     expect(baseSha()).toBe(before);
@@ -217,13 +205,7 @@ describe.skipIf(missing !== undefined)(`cloud-init seed read by the test guest${
     await client.defineDomain(xml);
     const t0 = performance.now();
     await client.startDomain(name);
-    const { done, socket } = readSerialUntil(serial, /NODEVIRT-GUEST-DONE/, BOOT_TIMEOUT_MS);
-    let text: string;
-    try {
-      text = await done;
-    } finally {
-      socket.destroy();
-    }
+    const text = await readSerialOnce(serial, /NODEVIRT-GUEST-DONE/, BOOT_TIMEOUT_MS);
     console.info(`uefi guest: start -> DONE in ${Math.round(performance.now() - t0)} ms`);
     expect(text).toMatch(new RegExp(`NODEVIRT-CLOUDINIT device=sr0 instance-id=${uuid} hostname=uefi-guest `));
     const defined = parseXml(await client.getDomainXml(name, { inactive: true }));
@@ -266,13 +248,7 @@ describe.skipIf(missing !== undefined)(`cloud-init seed read by the test guest${
         kernelBoot: { kernel: join(GUEST_OUT, 'vmlinuz'), initrd: join(GUEST_OUT, 'initramfs.gz') },
       });
       await client.createDomain(xml);
-      const { done, socket } = readSerialUntil(serial, /NODEVIRT-GUEST-DONE/, BOOT_TIMEOUT_MS);
-      let text: string;
-      try {
-        text = await done;
-      } finally {
-        socket.destroy();
-      }
+      const text = await readSerialOnce(serial, /NODEVIRT-GUEST-DONE/, BOOT_TIMEOUT_MS);
       expect(text).toMatch(new RegExp(`NODEVIRT-DHCP iface=eth0 mac=${mac} status=fail`));
       // The guest's DHCP discovers came out of QEMU into our tap.
       expect(Number(readFileSync(`/sys/class/net/${tap}/statistics/rx_packets`, 'utf8'))).toBeGreaterThan(0);

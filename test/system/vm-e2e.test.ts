@@ -8,7 +8,7 @@ import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { readSerialUntil } from './helpers/serial.js';
+import { readSerialOnce } from './helpers/serial.js';
 import { createLinks } from '../../daemon/host/links.js';
 import { openPacketSocket } from '../../daemon/host/native.js';
 import { createNftables } from '../../daemon/host/nftables.js';
@@ -137,13 +137,7 @@ describe.skipIf(missing !== undefined)(`a VM gets its IP from our DHCP end to en
     const tap = started.status.nics[0]!.tap!;
     taps.push(tap);
     expect(started.status.phase).toBe('Running');
-    const { done, socket } = readSerialUntil(join(RUN_DIR, `${domain}.serial`), /NODEVIRT-GUEST-READY/, BOOT_TIMEOUT_MS);
-    let text: string;
-    try {
-      text = await done;
-    } finally {
-      socket.destroy();
-    }
+    const text = await readSerialOnce(join(RUN_DIR, `${domain}.serial`), /NODEVIRT-GUEST-READY/, BOOT_TIMEOUT_MS);
     console.info(`e2e guest: start -> READY in ${Math.round(performance.now() - t0)} ms (tap ${tap}, ${ip} on ${bridge})`);
     const dhcpLine = text.split('\n').find((l) => l.startsWith('NODEVIRT-DHCP'));
     expect(dhcpLine, text).toMatch(new RegExp(`mac=${mac} .*status=ok .*ip=${ip.replace(/\./g, '\\.')}(\\s|$)`));

@@ -24,3 +24,13 @@ export function readSerialUntil(path: string, marker: RegExp, timeoutMs: number)
   });
   return { done, socket };
 }
+
+/** readSerialUntil for a one-off read: the console text up to the marker, the socket closed either way. */
+export async function readSerialOnce(path: string, marker: RegExp, timeoutMs: number): Promise<string> {
+  const { done, socket } = readSerialUntil(path, marker, timeoutMs);
+  try {
+    return await done;
+  } finally {
+    socket.destroy();
+  }
+}
