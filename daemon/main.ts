@@ -30,7 +30,7 @@ import { diskImages, imagesOf } from './vm/vm-disks.js';
 import { createPathGuard } from './storage/paths.js';
 import { createQemuImg } from './storage/qemu-img.js';
 import { createGuestAgentCache } from './vm/guest-agent.js';
-import { createVmService, type VmRecord } from './vm/vm-service.js';
+import { createVmService, vmRecords } from './vm/vm-service.js';
 import { createVmReconciler } from './vm/reconciler.js';
 import { createConsoleService } from './vm/console.js';
 import { createVncProxy } from './vm/vnc.js';
@@ -147,7 +147,7 @@ async function serve(config: Config, configSource: string | null, logger: Logger
     // Records, not the VM service (built later): forwards and floating IPs name "<vm>/<nic>", IPAM owners "<uuid>/<nic>".
     nicOwnerByName: async () => {
       const m = new Map<string, string>();
-      for (const [, r] of await store.sublevel<VmRecord>('vms').list()) for (const n of r.nics) m.set(`${r.name}/${n.name}`, nicId(r.uuid, n.name));
+      for (const [, r] of await vmRecords(store).list()) for (const n of r.nics) m.set(`${r.name}/${n.name}`, nicId(r.uuid, n.name));
       return m;
     },
     nicsUsing: async (network) => {
@@ -193,7 +193,7 @@ async function serve(config: Config, configSource: string | null, logger: Logger
     guard,
     dir: join(storageRoot, 'images'),
     ops,
-    usedBy: async (image) => (await store.sublevel<VmRecord>('vms').list()).filter(([, r]) => imagesOf(r.spec).includes(image)).map(([, r]) => r.name),
+    usedBy: async (image) => (await vmRecords(store).list()).filter(([, r]) => imagesOf(r.spec).includes(image)).map(([, r]) => r.name),
     logger,
   });
   await imageRegistry.start();

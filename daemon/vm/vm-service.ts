@@ -201,6 +201,12 @@ export interface VmService {
   adoptRunning(): Promise<string[]>;
 }
 
+/**
+ * The VM records as stored. Services built before the VM service (networks, images) read them through this
+ * instead of naming the key space themselves.
+ */
+export const vmRecords = (store: Pick<Store, 'sublevel'>) => store.sublevel<VmRecord>('vms');
+
 export const vmEtag = (generation: number) => `"${generation}"`;
 
 /** Stable JSON (sorted keys, no undefined) so equal specs compare equal whatever their key order. */
@@ -262,7 +268,7 @@ export function exitCauseOf(d: DomainInfo | undefined): VmExitCause {
 }
 
 export function createVmService(deps: VmServiceDeps): VmService {
-  const records = deps.store.sublevel<VmRecord>('vms');
+  const records = vmRecords(deps.store);
   const log = deps.logger?.child({ component: 'vm' });
   const now = () => (deps.now ?? (() => new Date()))().toISOString();
   const domainOf = deps.domainName ?? ((name: string) => `nodevirt-${name}`);
