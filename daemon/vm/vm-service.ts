@@ -319,14 +319,18 @@ export function createVmService(deps: VmServiceDeps): VmService {
 
   const domainState = async (name: string): Promise<DomainState | undefined> => (await deps.libvirt.lookupDomain(domainOf(name)))?.state;
 
-  const view = async (r: VmRecord): Promise<VmView> => {
+  const view = async (given: VmRecord): Promise<VmView> => {
+    // Transition, then domain state, then the record: a start that ends between these reads is either still
+    // Starting here or has its conditions in the record read last, never a running domain with stale conditions.
+    const transition = transitions.get(given.name);
     let state: DomainState | undefined;
     try {
-      state = await domainState(r.name);
+      state = await domainState(given.name);
     } catch (e) {
       // libvirt away: the spec is still ours to show; the phase is the last we can say for sure.
-      log?.debug({ vm: r.name, err: errorMessage(e) }, 'domain state unavailable');
+      log?.debug({ vm: given.name, err: errorMessage(e) }, 'domain state unavailable');
     }
+    const r = (await records.get(given.name)) ?? given;
     const leases = deps.leases ? await deps.leases.list() : [];
     const nics: VmNicStatus[] = [];
     for (const n of r.nics) {
@@ -336,7 +340,7 @@ export function createVmService(deps: VmServiceDeps): VmService {
         tap !== null && leases.some((l) => l.interface === tap && l.mac === n.mac && l.ip === n.ip && l.lastAckAt !== null && l.releasedAt === null);
       nics.push({ name: n.name, network: n.network, mac: n.mac, ip: n.ip ?? null, tap, dhcpAcked: acked });
     }
-    const phase = transitions.get(r.name) ?? phaseOf(state, r.lastExit);
+    const phase = transition ?? transitions.get(r.name) ?? phaseOf(state, r.lastExit);
     return {
       name: r.name,
       generation: r.generation,
